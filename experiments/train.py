@@ -1,0 +1,31 @@
+"""Trains an SGAN and its supervised baseline.
+
+python experiments/train.py --workdir=DIR [--config=experiments/configs/sgan_mnist.py]
+    [--config.KEY=VALUE ...]
+
+Running it again with the same workdir resumes from the newest checkpoint.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from sgan_jax import cli, train
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist.py")
+
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
+flags.mark_flag_as_required("workdir")
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training config.", lock_config=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_library_logs()
+    cli.run_cleanly(lambda: train.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)

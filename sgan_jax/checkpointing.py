@@ -1,0 +1,76 @@
+"""Orbax checkpoints of a state pytree, restoring the newest one that reads back whole."""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+from absl import logging
+
+
+def _to_saveable(state):
+    # Typed PRNG keys are stored as their raw uint32 data.
+    return jax.tree.map(
+        lambda x: (
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        ),
+        state,
+    )
+
+
+def _from_saved(saved, like):
+    return jax.tree.map(
+        lambda s, x: (
+            jax.random.wrap_key_data(s, impl=jax.random.key_impl(x))
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+            else s
+        ),
+        saved,
+        like,
+    )
+
+
+class Checkpointer:
+    """Keeps the newest `keep` checkpoints of a state pytree under `directory`."""
+
+    def __init__(self, directory: str, keep: int):
+        self._manager = ocp.CheckpointManager(
+            os.path.abspath(directory),
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=False
+            ),
+        )
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps(read=True))
+
+    def save(self, step: int, state) -> None:
+        self._manager.save(step, args=ocp.args.StandardSave(_to_saveable(state)), force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, like):
+        """The checkpoint at `step`, shaped and placed like the pytree `like`."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(like))
+        saved = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return _from_saved(saved, like)
+
+    def restore_latest(self, like):
+        """(state, step) from the newest checkpoint that restores, or (None, 0) if none does.
+
+        A corrupt or half-written newest checkpoint is skipped with a warning, falling back to
+        the one before it.
+        """
+        for step in reversed(self.steps()):
+            try:
+                return self.restore(step, like), step
+            except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                logging.warning(
+                    "Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
+                    step,
+                    type(error).__name__,
+                    first_line[:200],
+                )
+        return None, 0
+
+    def close(self) -> None:
+        self._manager.close()

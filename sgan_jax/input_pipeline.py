@@ -1,0 +1,202 @@
+"""Datasets from tfds, loaded once into memory, and the labeled / unlabeled / validation split.
+
+Training batches are not produced here: the jitted step samples them on the device from index
+arrays (`device_data`), so no Python or tf.data work runs per step.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+
+from sgan_jax import models
+from sgan_jax.errors import ConfigError
+
+# Decoded arrays are cached beside tfds' own files: tfds decodes every image with PIL on each
+# read, 5 s for MNIST on these CPUs, where the cache loads in a fraction of a second.
+_CACHE_NAME = "sgan_jax_arrays.npz"
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    train_images: np.ndarray  # uint8, (N, H, W, C)
+    train_labels: np.ndarray  # int32, (N,)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSplit:
+    """Indices into the training set; the three sets are disjoint (unless every image is
+    labeled, when the labeled images are also the unlabeled pool)."""
+
+    labeled: np.ndarray
+    unlabeled: np.ndarray
+    validation: np.ndarray
+
+
+def resolve_dirs(config) -> tuple[str | None, str | None]:
+    """(tfds data_dir, manual_dir) from the config, falling back to the environment."""
+    data_dir = config.data_dir or os.environ.get("TFDS_DATA_DIR") or None
+    manual_dir = config.manual_dir or os.environ.get("SGAN_MANUAL_DIR") or None
+    return data_dir, manual_dir
+
+
+def _builder(name: str, data_dir: str | None):
+    try:
+        return tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    except tfds.core.registered.DatasetNotFoundError:
+        raise ConfigError("dataset", f"{name!r} is not a tfds dataset") from None
+
+
+def _check_features(builder) -> None:
+    name = builder.name
+    if builder.info.supervised_keys is None:
+        raise ConfigError("dataset", f"{name!r} has no (image, label) supervised keys")
+    image_key, label_key = builder.info.supervised_keys
+    features = builder.info.features
+    shape = tuple(features[image_key].shape)
+    if shape not in models.SUPPORTED_SHAPES:
+        supported = " or ".join("x".join(map(str, s)) for s in models.SUPPORTED_SHAPES)
+        raise ConfigError(
+            "dataset", f"{name!r} has images of shape {shape}; supported: {supported}"
+        )
+    if not hasattr(features[label_key], "num_classes"):
+        raise ConfigError("dataset", f"{name!r} has no class labels")
+
+
+def _check_manual_files(builder, manual_dir: str) -> str:
+    """The dataset's subfolder of manual_dir, after checking that every file it needs is there."""
+    folder = os.path.join(manual_dir, builder.name)
+    for url_info in (builder.url_infos or {}).values():
+        path = os.path.join(folder, url_info.filename)
+        if not os.path.exists(path):
+            raise ConfigError("manual_dir", f"missing {path} (needed to prepare {builder.name})")
+    return folder
+
+
+def _prepare(builder, data_dir: str | None, manual_dir: str | None) -> None:
+    """Builds the dataset; offline from manual_dir when one is given."""
+    manual_folder = _check_manual_files(builder, manual_dir) if manual_dir else None
+    # Preparing needs TensorFlow. Keep it off the GPUs, or it takes their memory from JAX.
+    import tensorflow as tf
+
+    tf.config.set_visible_devices([], "GPU")
+    root = data_dir or os.path.expanduser("~/tensorflow_datasets")
+    # tfds caches downloads by file name, and e.g. MNIST and Fashion-MNIST share file names.
+    download_dir = os.path.join(root, "downloads", builder.name)
+    logging.info("Preparing %s in %s", builder.name, root)
+    builder.download_and_prepare(
+        download_dir=download_dir,
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=manual_folder, try_download_gcs=False
+        ),
+    )
+
+
+def _read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    image_key, label_key = builder.info.supervised_keys
+    source = builder.as_data_source(split=split)
+    examples = source.__getitems__(list(range(len(source))))
+    images = np.stack([np.asarray(e[image_key], np.uint8) for e in examples])
+    labels = np.asarray([e[label_key] for e in examples], np.int32)
+    return images, labels
+
+
+def load_dataset(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> Dataset:
+    """Loads the train and test splits of a tfds image-classification dataset into memory."""
+    builder = _builder(name, data_dir)
+    _check_features(builder)
+    if not builder.is_prepared():
+        _prepare(builder, data_dir, manual_dir)
+    num_classes = builder.info.features[builder.info.supervised_keys[1]].num_classes
+    cache = os.path.join(builder.data_dir, _CACHE_NAME)
+    if os.path.exists(cache):
+        with np.load(cache) as arrays:
+            return Dataset(name, **{k: arrays[k] for k in arrays.files}, num_classes=num_classes)
+    splits = builder.info.splits
+    if splits and not {"train", "test"} <= set(splits):
+        raise ConfigError("dataset", f"{name!r} lacks a train or test split: {sorted(splits)}")
+    train_images, train_labels = _read_split(builder, "train")
+    test_images, test_labels = _read_split(builder, "test")
+    arrays = dict(
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+    )
+    if os.path.isdir(builder.data_dir) and os.access(builder.data_dir, os.W_OK):
+        tmp = cache + f".tmp{os.getpid()}.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+    return Dataset(name, **arrays, num_classes=num_classes)
+
+
+def select_labels(
+    labels: np.ndarray,
+    num_labeled: int,
+    selection: str,
+    num_classes: int,
+    data_seed: int,
+    num_validation: int = 0,
+) -> LabelSplit:
+    """Chooses the labeled images, the held-out validation images and the unlabeled pool.
+
+    "first": the first `num_labeled` images, as in the tutorial. "balanced":
+    `num_labeled / num_classes` of each class, drawn by `data_seed`. Validation images are
+    drawn by `data_seed` from the rest; the unlabeled pool is what remains.
+    """
+    num_train = len(labels)
+    rng = np.random.default_rng(data_seed)
+    if selection == "first":
+        labeled = np.arange(num_labeled)
+    elif selection == "balanced":
+        per_class = num_labeled // num_classes
+        chosen = []
+        for c in range(num_classes):
+            members = np.flatnonzero(labels == c)
+            if len(members) < per_class:
+                raise ConfigError(
+                    "num_labeled", f"class {c} has {len(members)} images, fewer than {per_class}"
+                )
+            chosen.append(rng.choice(members, per_class, replace=False))
+        labeled = np.sort(np.concatenate(chosen))
+    else:
+        raise ConfigError("label_selection", f"must be first or balanced; got {selection!r}")
+    rest = np.setdiff1d(np.arange(num_train), labeled)
+    validation = np.sort(rng.choice(rest, num_validation, replace=False))
+    unlabeled = np.setdiff1d(rest, validation)
+    if len(unlabeled) == 0:
+        # Every training image is labeled: the labeled images are the unlabeled pool too.
+        unlabeled = labeled
+    return LabelSplit(
+        labeled=labeled.astype(np.int32),
+        unlabeled=unlabeled.astype(np.int32),
+        validation=validation.astype(np.int32),
+    )
+
+
+def scale_images(images, image_range: str):
+    """uint8 pixels to [-1, 1] ("symmetric") or [0, 1] ("unit"); works on numpy and jax arrays."""
+    if image_range == "symmetric":
+        return images.astype("float32") / 127.5 - 1.0
+    return images.astype("float32") / 255.0
+
+
+def device_data(dataset: Dataset, split: LabelSplit) -> dict[str, np.ndarray]:
+    """What the jitted step samples its batches from (passed as an argument, never closed over:
+    XLA would constant-fold a closed-over dataset, which compiles very slowly)."""
+    return dict(
+        images=dataset.train_images,
+        labels=dataset.train_labels,
+        labeled_idx=split.labeled,
+        unlabeled_idx=split.unlabeled,
+    )

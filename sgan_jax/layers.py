@@ -1,0 +1,155 @@
+"""Linen layers the models are built from.
+
+`Conv` and `ConvTranspose` hold exactly the parameters of `nn.Conv` / `nn.ConvTranspose`
+("SAME" padding) and compute the same maths through `sgan_jax.conv`, which is fast on CPU.
+
+The weight-normalised layers follow Salimans & Kingma (2016) as the Improved-GAN code uses them:
+w = g * v / ||v||, with a data-dependent initialisation that gives every unit zero mean and unit
+variance on the batch passed to `init`. flax's `nn.WeightNorm` has no data-dependent
+initialisation, hence these few lines of our own.
+"""
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sgan_jax import conv
+
+# Keras' default initialisers, which the tutorial's models use.
+glorot_uniform = nn.initializers.glorot_uniform()
+zeros = nn.initializers.zeros
+
+
+class Conv(nn.Module):
+    """`nn.Conv(features, kernel_size, strides, padding="SAME")`, computed by `conv.conv2d`."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    impl: str = "auto"
+    kernel_init: Callable = glorot_uniform
+    bias_init: Callable = zeros
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape)
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return conv.conv2d(x, kernel, self.strides, self.impl) + bias
+
+
+class ConvTranspose(nn.Module):
+    """`nn.ConvTranspose(features, kernel_size, strides, padding="SAME")`, via `conv`."""
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    impl: str = "auto"
+    kernel_init: Callable = glorot_uniform
+    bias_init: Callable = zeros
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape)
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return conv.conv_transpose2d(x, kernel, self.strides, self.impl) + bias
+
+
+class GaussianNoise(nn.Module):
+    """Adds N(0, stddev^2) noise in training, from the 'noise' RNG stream."""
+
+    stddev: float
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        if not train or self.stddev == 0:
+            return x
+        return x + self.stddev * jax.random.normal(self.make_rng("noise"), x.shape, x.dtype)
+
+
+def _data_dependent_scale_and_bias(pre_activation, reduce_axes, init_scale):
+    """g and b that give each unit zero mean and variance init_scale^2 on the init batch."""
+    mean = jnp.mean(pre_activation, axis=reduce_axes)
+    std = jnp.sqrt(jnp.var(pre_activation, axis=reduce_axes) + 1e-8)
+    return init_scale / std, -mean * init_scale / std
+
+
+class _WeightNorm(nn.Module):
+    """Shared parameter logic of the weight-normalised dense and conv layers."""
+
+    features: int
+    data_init: bool = True
+    train_scale: bool = True
+    init_scale: float = 1.0
+    kernel_stddev: float = 0.05
+
+    def normalised_kernel(self, shape):
+        v = self.param("kernel", nn.initializers.normal(self.kernel_stddev), shape)
+        axes = tuple(range(len(shape) - 1))
+        return v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+
+    def scale_and_bias(self, direction_output, reduce_axes):
+        if self.data_init and self.is_initializing():
+            init = _data_dependent_scale_and_bias(direction_output, reduce_axes, self.init_scale)
+        else:
+            init = (jnp.ones(self.features), jnp.zeros(self.features))
+        scale = self.param("scale", lambda _: init[0])
+        bias = self.param("bias", lambda _: init[1])
+        if not self.train_scale:
+            # The Improved-GAN MNIST discriminator keeps its hidden layers' scales at their
+            # data-dependent initial values.
+            scale = jax.lax.stop_gradient(scale)
+        return scale, bias
+
+
+class WeightNormDense(_WeightNorm):
+    @nn.compact
+    def __call__(self, x):
+        direction = x @ self.normalised_kernel((x.shape[-1], self.features))
+        scale, bias = self.scale_and_bias(direction, reduce_axes=(0,))
+        return direction * scale + bias
+
+
+class WeightNormConv(_WeightNorm):
+    """Weight-normalised `Conv`; `transpose=True` makes it a weight-normalised `ConvTranspose`."""
+
+    kernel_size: Sequence[int] = (3, 3)
+    strides: Sequence[int] = (1, 1)
+    padding: str = "SAME"
+    transpose: bool = False
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.normalised_kernel((*self.kernel_size, x.shape[-1], self.features))
+        if self.transpose:
+            direction = conv.conv_transpose2d(x, kernel, self.strides, self.impl)
+        elif self.padding == "VALID":
+            direction = jax.lax.conv_general_dilated(
+                x, kernel, self.strides, "VALID", dimension_numbers=conv.DIMENSION_NUMBERS
+            )
+        else:
+            direction = conv.conv2d(x, kernel, self.strides, self.impl)
+        scale, bias = self.scale_and_bias(direction, reduce_axes=(0, 1, 2))
+        return direction * scale + bias
+
+
+class BatchStatNorm(nn.Module):
+    """Batch normalisation with the batch's own statistics and a learned bias, no scale.
+
+    The Improved-GAN generators always normalise with batch statistics (they never run in
+    inference mode), so unlike `nn.BatchNorm` there are no running averages to keep.
+    """
+
+    epsilon: float = 1e-4
+
+    @nn.compact
+    def __call__(self, x):
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x, axis=axes, keepdims=True)
+        var = jnp.var(x, axis=axes, keepdims=True)
+        bias = self.param("bias", zeros, (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) + bias

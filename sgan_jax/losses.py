@@ -1,0 +1,52 @@
+"""The SGAN heads and losses, all from the discriminator's class logits.
+
+Supervised head: softmax over the logits. Unsupervised head: D(x) = Z / (Z + 1) with
+Z = sum_k exp(logit_k), which is sigmoid(logsumexp(logits)). Every real/fake loss is a binary
+cross-entropy on the logit s = logsumexp(logits), computed with softplus (optax's
+`sigmoid_binary_cross_entropy`), so nothing is ever exponentiated and logits of +-1e4 stay finite.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def real_fake_logit(logits):
+    """s = log Z = logsumexp(logits): the logit of D(x)."""
+    return jax.nn.logsumexp(logits, axis=-1)
+
+
+def discriminator_probability(logits):
+    """D(x) = Z / (Z + 1), the probability that x is real."""
+    return jax.nn.sigmoid(real_fake_logit(logits))
+
+
+def supervised_loss(logits, labels):
+    """Mean softmax cross-entropy on labeled images."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def real_loss(logits):
+    """-log D(x), mean over real images."""
+    s = real_fake_logit(logits)
+    return optax.sigmoid_binary_cross_entropy(s, jnp.ones_like(s)).mean()
+
+
+def fake_loss(logits):
+    """-log(1 - D(G(z))), mean over generated images."""
+    s = real_fake_logit(logits)
+    return optax.sigmoid_binary_cross_entropy(s, jnp.zeros_like(s)).mean()
+
+
+def non_saturating_generator_loss(logits):
+    """-log D(G(z)): the generator's loss when it tries to make D call its images real."""
+    return real_loss(logits)
+
+
+def feature_matching_loss(real_features, fake_features):
+    """Squared distance between the mean features of real and generated batches."""
+    return jnp.mean(jnp.square(real_features.mean(axis=0) - fake_features.mean(axis=0)))
+
+
+def accuracy(logits, labels):
+    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)

@@ -1,0 +1,233 @@
+"""Generators and discriminators.
+
+Every discriminator maps images to `num_classes` logits; the SGAN heads (softmax for the class,
+D(x) = Z / (Z + 1) with Z = sum(exp(logits)) for real/fake) live in `sgan_jax.losses`. With
+`return_features=True` it also returns its last hidden layer, for feature matching.
+
+- "tutorial": the Keras tutorial's DCGAN-style pair (../shared/seed/sgan_tutorial.zh.txt),
+  Keras' initialisers, for any H x W x C with H and W divisible by 4.
+- "improved": Salimans et al. (2016), openai/improved-gan: for 28x28x1 the weight-normalised MLP
+  discriminator with Gaussian noise and the batch-normalised MLP generator; for 32x32x3 their
+  CIFAR-10 / SVHN convolutional pair.
+"""
+
+import math
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sgan_jax.layers import (
+    BatchStatNorm,
+    Conv,
+    ConvTranspose,
+    GaussianNoise,
+    WeightNormConv,
+    WeightNormDense,
+    glorot_uniform,
+)
+
+MODELS = ("tutorial", "improved")
+IMAGE_RANGES = {"symmetric": (-1.0, 1.0), "unit": (0.0, 1.0)}
+OUTPUT_ACTIVATIONS = {"symmetric": nn.tanh, "unit": nn.sigmoid}
+SUPPORTED_SHAPES = ((28, 28, 1), (32, 32, 3))
+
+
+def sample_latent(key, num: int, dim: int, distribution: str):
+    """The generator's input: N(0, 1) ("normal", the tutorial) or U[0, 1) ("uniform")."""
+    if distribution == "normal":
+        return jax.random.normal(key, (num, dim))
+    return jax.random.uniform(key, (num, dim))
+
+
+def leaky_relu(x):
+    return nn.leaky_relu(x, negative_slope=0.2)
+
+
+class TutorialGenerator(nn.Module):
+    image_shape: Sequence[int]
+    image_range: str = "symmetric"
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, z, train: bool = True):
+        height, width, channels = self.image_shape
+        x = nn.Dense((height // 4) * (width // 4) * 256, kernel_init=glorot_uniform)(z)
+        x = leaky_relu(x).reshape(-1, height // 4, width // 4, 256)
+        x = leaky_relu(ConvTranspose(128, (3, 3), (2, 2), self.conv_impl)(x))
+        x = leaky_relu(ConvTranspose(128, (3, 3), (2, 2), self.conv_impl)(x))
+        x = leaky_relu(ConvTranspose(channels, (3, 3), (1, 1), self.conv_impl)(x))
+        x = Conv(channels, (7, 7), impl=self.conv_impl)(x)
+        return OUTPUT_ACTIVATIONS[self.image_range](x)
+
+
+class TutorialDiscriminator(nn.Module):
+    num_classes: int
+    dropout_rate: float = 0.4
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool, return_features: bool = False):
+        for _ in range(3):
+            x = leaky_relu(Conv(128, (3, 3), (2, 2), self.conv_impl)(x))
+        features = x.reshape(x.shape[0], -1)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(features)
+        logits = nn.Dense(self.num_classes, kernel_init=glorot_uniform)(x)
+        return (logits, features) if return_features else logits
+
+
+class ImprovedMLPGenerator(nn.Module):
+    """z -> 500 -> 500 (softplus, batch norm) -> pixels (weight-normalised)."""
+
+    image_shape: Sequence[int]
+    image_range: str = "unit"
+    hidden_sizes: Sequence[int] = (500, 500)
+    weight_norm: bool = True
+
+    @nn.compact
+    def __call__(self, z, train: bool = True):
+        x = z
+        for size in self.hidden_sizes:
+            x = nn.Dense(size, use_bias=False, kernel_init=glorot_uniform)(x)
+            x = nn.softplus(BatchStatNorm()(x))
+        num_pixels = math.prod(self.image_shape)
+        if self.weight_norm:
+            x = WeightNormDense(num_pixels, data_init=False, train_scale=True)(x)
+        else:
+            x = nn.Dense(num_pixels, kernel_init=glorot_uniform)(x)
+        return OUTPUT_ACTIVATIONS[self.image_range](x).reshape(-1, *self.image_shape)
+
+
+class ImprovedMLPDiscriminator(nn.Module):
+    """784-1000-500-250-250-250-classes, ReLU, weight norm, Gaussian noise in training."""
+
+    num_classes: int
+    hidden_sizes: Sequence[int] = (1000, 500, 250, 250, 250)
+    input_noise: float = 0.3
+    hidden_noise: float = 0.5
+    weight_norm: bool = True
+
+    def _dense(self, features, train_scale):
+        if self.weight_norm:
+            return WeightNormDense(features, train_scale=train_scale, kernel_stddev=0.1)
+        return nn.Dense(features, kernel_init=glorot_uniform)
+
+    @nn.compact
+    def __call__(self, x, train: bool, return_features: bool = False):
+        x = GaussianNoise(self.input_noise)(x.reshape(x.shape[0], -1), train)
+        features = x
+        for size in self.hidden_sizes:
+            features = nn.relu(self._dense(size, train_scale=False)(x))
+            x = GaussianNoise(self.hidden_noise)(features, train)
+        logits = self._dense(self.num_classes, train_scale=True)(x)
+        return (logits, features) if return_features else logits
+
+
+class ImprovedConvGenerator(nn.Module):
+    """The Improved-GAN CIFAR-10 generator: 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3."""
+
+    image_shape: Sequence[int]
+    image_range: str = "symmetric"
+    weight_norm: bool = True
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, z, train: bool = True):
+        height, width, channels = self.image_shape
+        normal = nn.initializers.normal(0.05)
+        x = nn.Dense((height // 8) * (width // 8) * 512, use_bias=False, kernel_init=normal)(z)
+        x = nn.relu(BatchStatNorm()(x)).reshape(-1, height // 8, width // 8, 512)
+        for features in (256, 128):
+            x = ConvTranspose(features, (5, 5), (2, 2), self.conv_impl, kernel_init=normal)(x)
+            x = nn.relu(BatchStatNorm()(x))
+        if self.weight_norm:
+            out = WeightNormConv(
+                channels,
+                kernel_size=(5, 5),
+                strides=(2, 2),
+                transpose=True,
+                init_scale=0.1,
+                impl=self.conv_impl,
+            )
+        else:
+            out = ConvTranspose(channels, (5, 5), (2, 2), self.conv_impl, kernel_init=normal)
+        return OUTPUT_ACTIVATIONS[self.image_range](out(x))
+
+
+class ImprovedConvDiscriminator(nn.Module):
+    """The Improved-GAN CIFAR-10 discriminator: 9 weight-normalised convs, global pooling."""
+
+    num_classes: int
+    input_dropout: float = 0.2
+    dropout_rate: float = 0.5
+    weight_norm: bool = True
+    conv_impl: str = "auto"
+
+    def _conv(self, features, kernel_size=(3, 3), strides=(1, 1), padding="SAME"):
+        if self.weight_norm:
+            return WeightNormConv(
+                features,
+                kernel_size=kernel_size,
+                strides=strides,
+                padding=padding,
+                impl=self.conv_impl,
+            )
+        if padding == "VALID":
+            return nn.Conv(features, kernel_size, strides, padding="VALID")
+        return Conv(features, kernel_size, strides, self.conv_impl)
+
+    @nn.compact
+    def __call__(self, x, train: bool, return_features: bool = False):
+        x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
+        for features in (96, 192):
+            x = leaky_relu(self._conv(features)(x))
+            x = leaky_relu(self._conv(features)(x))
+            x = leaky_relu(self._conv(features, strides=(2, 2))(x))
+            x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        x = leaky_relu(self._conv(192, padding="VALID")(x))
+        x = leaky_relu(self._conv(192, kernel_size=(1, 1))(x))
+        x = leaky_relu(self._conv(192, kernel_size=(1, 1))(x))
+        features = jnp.mean(x, axis=(1, 2))
+        if self.weight_norm:
+            logits = WeightNormDense(self.num_classes, init_scale=0.1)(features)
+        else:
+            logits = nn.Dense(self.num_classes)(features)
+        return (logits, features) if return_features else logits
+
+
+def create_models(config: ml_collections.ConfigDict, image_shape, num_classes: int):
+    """The (generator, discriminator) pair that `config.model` names for this image shape."""
+    image_shape = tuple(image_shape)
+    if image_shape not in SUPPORTED_SHAPES:
+        raise ValueError(f"image shape {image_shape} is not one of {SUPPORTED_SHAPES}")
+    if config.model == "tutorial":
+        return (
+            TutorialGenerator(image_shape, config.image_range, config.conv_impl),
+            TutorialDiscriminator(num_classes, config.d_dropout, config.conv_impl),
+        )
+    if config.model == "improved" and image_shape == (28, 28, 1):
+        return (
+            ImprovedMLPGenerator(image_shape, config.image_range, weight_norm=config.weight_norm),
+            ImprovedMLPDiscriminator(
+                num_classes,
+                input_noise=config.d_input_noise,
+                hidden_noise=config.d_hidden_noise,
+                weight_norm=config.weight_norm,
+            ),
+        )
+    if config.model == "improved":
+        return (
+            ImprovedConvGenerator(
+                image_shape, config.image_range, config.weight_norm, config.conv_impl
+            ),
+            ImprovedConvDiscriminator(
+                num_classes,
+                input_dropout=config.d_input_dropout,
+                dropout_rate=config.d_dropout,
+                weight_norm=config.weight_norm,
+                conv_impl=config.conv_impl,
+            ),
+        )
+    raise ValueError(f"model must be one of {MODELS}, got {config.model!r}")

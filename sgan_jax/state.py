@@ -1,0 +1,120 @@
+"""The training state: one pytree with both networks, the PRNG key and the running metrics.
+
+Everything a run needs to continue bit for bit is in here, so a checkpoint of it resumes a run
+exactly: batches and noise come from `fold_in(key, step)`, never from host-side state.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from sgan_jax import models
+
+# Per-step averages written to metrics.jsonl, in the order of `SGANState.metric_sums`.
+METRIC_NAMES = (
+    "d_loss_supervised",
+    "d_loss_unsupervised",
+    "d_loss_real",
+    "d_loss_fake",
+    "g_loss",
+    "train_accuracy",
+    "d_real_probability",
+    "d_fake_probability",
+)
+
+# Independent random streams, all derived from jax.random.key(config.seed).
+STREAMS = dict(
+    generator_init=1,
+    discriminator_init=2,
+    init_batch=3,
+    train=4,
+    labeled_epochs=5,
+    unlabeled_epochs=6,
+    samples=7,
+    supervised=8,
+)
+
+
+def stream(key, name: str):
+    return jax.random.fold_in(key, STREAMS[name])
+
+
+@flax.struct.dataclass
+class SGANState:
+    step: jax.Array  # iterations done
+    generator: train_state.TrainState
+    discriminator: train_state.TrainState
+    key: jax.Array  # typed PRNG key of the run; each step folds in its number
+    discriminator_ema: Any  # EMA of D's params (None when config.ema_decay == 0)
+    metric_sums: jax.Array  # sums of METRIC_NAMES since the last log step
+    metric_count: jax.Array
+    nonfinite_step: jax.Array  # first step with a non-finite metric, -1 if none
+    nonfinite_metric: jax.Array  # its index in METRIC_NAMES
+    nonfinite_value: jax.Array
+
+    def eval_params(self):
+        """The discriminator weights to evaluate: the EMA when there is one."""
+        if self.discriminator_ema is not None:
+            return self.discriminator_ema
+        return self.discriminator.params
+
+
+def adam(config, learning_rate: float) -> optax.GradientTransformation:
+    return optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+
+
+def create_network_state(module, params, tx) -> train_state.TrainState:
+    # TrainState.create starts `step` as a Python int; an array keeps the jitted step's input
+    # types the same on every call, so it compiles once.
+    state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=tx)
+    return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def model_rngs(key) -> dict[str, jax.Array]:
+    """RNG streams of the models' stochastic layers (dropout, Gaussian noise)."""
+    dropout_key, noise_key = jax.random.split(key)
+    return {"dropout": dropout_key, "noise": noise_key}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_params(generator, discriminator, key, latent, init_images):
+    g_key, d_key = jax.random.split(key)
+    g_params = generator.init({"params": g_key}, latent, train=True)["params"]
+    d_rngs = {"params": d_key, **model_rngs(jax.random.fold_in(d_key, 1))}
+    d_params = discriminator.init(d_rngs, init_images, train=True)["params"]
+    return g_params, d_params
+
+
+def create_train_state(config, generator, discriminator, init_images) -> SGANState:
+    """Initialises both networks (data-dependent where weight-normalised) and their Adams.
+
+    `init_images` are real training images, scaled, for the discriminator's data-dependent
+    initialisation; for the tutorial models only their shape matters.
+    """
+    root = jax.random.key(config.seed)
+    latent = models.sample_latent(
+        stream(root, "generator_init"), len(init_images), config.z_dim, config.z_distribution
+    )
+    g_params, d_params = _init_params(
+        generator, discriminator, stream(root, "discriminator_init"), latent, init_images
+    )
+    g_learning_rate = config.generator_learning_rate or config.learning_rate
+    return SGANState(
+        step=jnp.zeros((), jnp.int32),
+        generator=create_network_state(generator, g_params, adam(config, g_learning_rate)),
+        discriminator=create_network_state(
+            discriminator, d_params, adam(config, config.learning_rate)
+        ),
+        key=root,
+        discriminator_ema=jax.tree.map(jnp.copy, d_params) if config.ema_decay > 0 else None,
+        metric_sums=jnp.zeros(len(METRIC_NAMES), jnp.float32),
+        metric_count=jnp.zeros((), jnp.int32),
+        nonfinite_step=jnp.full((), -1, jnp.int32),
+        nonfinite_metric=jnp.zeros((), jnp.int32),
+        nonfinite_value=jnp.zeros((), jnp.float32),
+    )
