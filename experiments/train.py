@@ -7,11 +7,15 @@ Running it again with the same workdir resumes from the newest checkpoint.
 """
 
 import os
+import sys
 
-from absl import app, flags
-from ml_collections import config_flags
+# Config files import each other as experiments.configs.*: put the repo root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sgan_jax import cli, train
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from sgan_jax import cli, train  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist.py")
 

@@ -1,4 +1,4 @@
-"""train_and_evaluate: one SGAN run and its supervised baseline, with every output in a workdir.
+"""train_and_evaluate: an SGAN run and its supervised baseline, every output in a workdir.
 
 workdir/
   config.json       the config (a rerun with another config, run length aside, is refused)
@@ -9,14 +9,19 @@ workdir/
   best_checkpoint/  the state with the best validation accuracy (when num_validation > 0)
   supervised.json   the baseline's result, once it is done
   results.json      the summary
+
+`train_and_evaluate_seeds` trains several seeds of one config in one compiled program
+(`jax.vmap` over the state), each seed with its own workdir, exactly as separate runs would.
 """
 
+import dataclasses
 import json
 import math
 import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -37,6 +42,8 @@ from sgan_jax.state import METRIC_NAMES, create_train_state, stream
 
 # Keys that may change when a run is continued: only its length.
 RUN_LENGTH_KEYS = ("num_iterations",)
+# Keys that may differ between the seeds trained together by train_and_evaluate_seeds.
+PER_SEED_KEYS = ("seed", "data_seed")
 
 
 def _config_dict(config) -> dict:
@@ -67,6 +74,8 @@ def prepare_workdir(workdir: str, config) -> None:
             raise ConfigError(
                 "config", f"differs from {path} in {details}; use a new workdir to start over"
             )
+    for folder in ("samples", "plots"):
+        os.makedirs(os.path.join(workdir, folder), exist_ok=True)
     metrics.atomic_write_json(path, current)
 
 
@@ -100,6 +109,19 @@ class _EvalTracker:
         return bool(self.patience) and self.since_best >= self.patience
 
 
+@dataclasses.dataclass
+class _Run:
+    """The host-side bookkeeping of one seed."""
+
+    config: object
+    workdir: str
+    split: input_pipeline.LabelSplit
+    checkpointer: checkpointing.Checkpointer
+    best_checkpointer: checkpointing.Checkpointer | None = None
+    writer: metrics.MetricsWriter | None = None
+    tracker: _EvalTracker | None = None
+
+
 def _is_boundary(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
@@ -125,102 +147,181 @@ def _init_images(config, dataset, split) -> np.ndarray:
     return input_pipeline.scale_images(dataset.train_images[chosen], config.image_range)
 
 
+def _stack(trees):
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains SGAN (resuming from workdir's checkpoints) and the supervised baseline."""
+    return _train([config], [workdir], vectorized=False)[0]
+
+
+def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
+    """Like train_and_evaluate for each (config, workdir), with all the configs' seeds trained
+    together by one vmapped step. The configs may differ only in `seed` and `data_seed`."""
+    reference = {k: v for k, v in _config_dict(configs[0]).items() if k not in PER_SEED_KEYS}
+    for config in configs[1:]:
+        other = {k: v for k, v in _config_dict(config).items() if k not in PER_SEED_KEYS}
+        if other != reference:
+            differing = sorted(k for k in reference if reference[k] != other.get(k))
+            raise ConfigError("config", f"seeds trained together differ in {differing}")
+    if configs[0].early_stopping_patience:
+        raise ConfigError("early_stopping_patience", "cannot stop one of several vmapped seeds")
+    return _train(list(configs), list(workdirs), vectorized=True)
+
+
+def _train(configs, workdirs, vectorized: bool) -> list[dict]:
     wall_start = time.time()
-    config_checks.check_config(config)
+    config = configs[0]
+    for c in configs:
+        config_checks.check_config(c)
     data_dir, manual_dir = input_pipeline.resolve_dirs(config)
     dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
     mesh = sharding.make_mesh(config.num_devices)
-    config_checks.check_config_against_data(
-        config, len(dataset.train_labels), dataset.num_classes, mesh.size
-    )
-    split = input_pipeline.select_labels(
-        dataset.train_labels,
-        config.num_labeled,
-        config.label_selection,
-        dataset.num_classes,
-        config.data_seed,
-        config.num_validation,
-    )
-    prepare_workdir(workdir, config)
-    for folder in ("samples", "plots"):
-        os.makedirs(os.path.join(workdir, folder), exist_ok=True)
+    num_seeds = len(configs)
+    if vectorized and num_seeds % mesh.size:
+        raise ConfigError(
+            "num_devices", f"{num_seeds} seeds cannot be split over {mesh.size} devices"
+        )
+    # Several seeds are spread over the devices; one seed's batch is.
+    batch_devices = 1 if vectorized else mesh.size
+    for c in configs:
+        config_checks.check_config_against_data(
+            c, len(dataset.train_labels), dataset.num_classes, batch_devices
+        )
+    splits = [
+        input_pipeline.select_labels(
+            dataset.train_labels,
+            c.num_labeled,
+            c.label_selection,
+            dataset.num_classes,
+            c.data_seed,
+            c.num_validation,
+        )
+        for c in configs
+    ]
+    for c, workdir in zip(configs, workdirs, strict=True):
+        prepare_workdir(workdir, c)
 
     generator, discriminator = models.create_models(
         config, dataset.image_shape, dataset.num_classes
     )
+    states = [
+        create_train_state(c, generator, discriminator, _init_images(c, dataset, s))
+        for c, s in zip(configs, splits, strict=True)
+    ]
+    runs = [
+        _Run(
+            c,
+            workdir,
+            s,
+            checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), c.keep_checkpoints),
+            checkpointing.Checkpointer(os.path.join(workdir, "best_checkpoint"), 1)
+            if c.num_validation
+            else None,
+        )
+        for c, workdir, s in zip(configs, workdirs, splits, strict=True)
+    ]
+    start_step = _restore(runs, states, config.num_iterations)
+    for run in runs:
+        run.writer = metrics.MetricsWriter(os.path.join(run.workdir, "metrics.jsonl"), start_step)
+        run.tracker = _EvalTracker(run.writer.rows, run.config.early_stopping_patience)
+    param_counts = {
+        "generator": sum(x.size for x in jax.tree.leaves(states[0].generator.params)),
+        "discriminator": sum(x.size for x in jax.tree.leaves(states[0].discriminator.params)),
+    }
 
     def place(tree):
         return sharding.replicate(tree, mesh)
 
-    data = place(input_pipeline.device_data(dataset, split))
-    test_set = place((dataset.test_images, dataset.test_labels))
-    validation_set = place(
-        (dataset.train_images[split.validation], dataset.train_labels[split.validation])
-    )
-    state = place(
-        create_train_state(config, generator, discriminator, _init_images(config, dataset, split))
-    )
-    param_counts = {
-        "generator": sum(x.size for x in jax.tree.leaves(state.generator.params)),
-        "discriminator": sum(x.size for x in jax.tree.leaves(state.discriminator.params)),
-    }
-    checkpointer = checkpointing.Checkpointer(
-        os.path.join(workdir, "checkpoints"), config.keep_checkpoints
-    )
-    restored, start_step = checkpointer.restore_latest(state)
-    if restored is not None:
-        if start_step > config.num_iterations:
-            raise ConfigError(
-                "num_iterations",
-                f"{config.num_iterations} is below the checkpointed step {start_step}",
-            )
-        state = restored
-        logging.info("Resumed from the checkpoint at step %d.", start_step)
-        print(f"Resumed from step {start_step} ({checkpointer.steps()})", flush=True)
-    writer = metrics.MetricsWriter(os.path.join(workdir, "metrics.jsonl"), start_step)
-    tracker = _EvalTracker(writer.rows, config.early_stopping_patience)
-    best_checkpointer = (
-        checkpointing.Checkpointer(os.path.join(workdir, "best_checkpoint"), 1)
-        if config.num_validation
-        else None
-    )
+    def place_per_seed(tree):
+        return jax.device_put(tree, sharding.batch_sharded(mesh))
 
     train_step = steps.make_train_step(
-        config, generator, discriminator, sharding.make_shard_batch(mesh)
+        config,
+        generator,
+        discriminator,
+        sharding.make_shard_batch(mesh) if not vectorized else lambda x: x,
     )
+    evaluate_one = steps.make_evaluate(discriminator, config.image_range, config.eval_batch_size)
+    generate = steps.make_generate(generator, config)
+    shared = place({"images": dataset.train_images, "labels": dataset.train_labels})
+    test_set = place((dataset.test_images, dataset.test_labels))
+    if vectorized:
+        indices = place_per_seed(
+            {
+                "labeled_idx": np.stack([s.labeled for s in splits]),
+                "unlabeled_idx": np.stack([s.unlabeled for s in splits]),
+            }
+        )
+        state = place_per_seed(_stack(states))
+        data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
+        train_step = jax.vmap(train_step, in_axes=(0, data_axes))
+        evaluate = jax.vmap(evaluate_one, in_axes=(0, None, None))
+        evaluate_validation = jax.vmap(evaluate_one, in_axes=(0, 0, 0))
+        generate = jax.vmap(generate, in_axes=(0, 0, None))
+        validation_set = place_per_seed(
+            (
+                np.stack([dataset.train_images[s.validation] for s in splits]),
+                np.stack([dataset.train_labels[s.validation] for s in splits]),
+            )
+        )
+    else:
+        indices = place({"labeled_idx": splits[0].labeled, "unlabeled_idx": splits[0].unlabeled})
+        state = place(states[0])
+        validation_set = place(
+            (
+                dataset.train_images[splits[0].validation],
+                dataset.train_labels[splits[0].validation],
+            )
+        )
+        evaluate = evaluate_validation = evaluate_one
+    del states
+    data = {**shared, **indices}
     step_once = jax.jit(train_step, donate_argnums=0)
     step_many = jax.jit(steps.make_train_steps(train_step), donate_argnums=0, static_argnums=2)
-    evaluate = jax.jit(
-        steps.make_evaluate(discriminator, config.image_range, config.eval_batch_size)
-    )
-    generate = jax.jit(steps.make_generate(generator, config), static_argnums=2)
-    sample_key = stream(jax.random.key(config.seed), "samples")
+    evaluate = jax.jit(evaluate)
+    evaluate_validation = jax.jit(evaluate_validation)
+    evaluate_one = jax.jit(evaluate_one)  # the baselines'
+
+    generate = jax.jit(generate, static_argnums=2)
+    sample_keys = [stream(jax.random.key(c.seed), "samples") for c in configs]
+    sample_keys = jnp.stack(sample_keys) if vectorized else sample_keys[0]
     steps_per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
 
-    def save_samples(step):
-        images = np.asarray(generate(state.generator.params, sample_key, 16))
-        plots.save_sample_grid(images, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    def pick(tree, i):
+        return jax.tree.map(lambda x: x[i], tree) if vectorized else tree
 
-    def evaluate_all(params) -> dict:
-        result = {"test_accuracy": float(evaluate(params, *test_set))}
+    def save_samples(step):
+        images = np.asarray(generate(state.generator.params, sample_keys, 16))
+        for i, run in enumerate(runs):
+            plots.save_sample_grid(
+                pick(images, i), os.path.join(run.workdir, "samples", f"step_{step:07d}.png")
+            )
+
+    def evaluate_all() -> list[dict]:
+        params = state.eval_params()
+        test = np.atleast_1d(np.asarray(evaluate(params, *test_set)))
+        results = [{"test_accuracy": float(a)} for a in test]
         if config.num_validation:
-            result["validation_accuracy"] = float(evaluate(params, *validation_set))
-        return result
+            validation = np.atleast_1d(np.asarray(evaluate_validation(params, *validation_set)))
+            for result, accuracy in zip(results, validation, strict=True):
+                result["validation_accuracy"] = float(accuracy)
+        return results
 
     step = start_step
     train_seconds, steps_timed = 0.0, 0
     mark, last_boundary = time.time(), step
-    while step < config.num_iterations and not tracker.should_stop:
+    while step < config.num_iterations and not any(r.tracker.should_stop for r in runs):
         count = min(steps_per_dispatch, _steps_to_next_boundary(step, config))
         state = step_once(state, data) if count == 1 else step_many(state, data, count)
         step += count
         final = step == config.num_iterations
         is_log = _is_boundary(step, config.log_every) or final
         is_eval = _is_boundary(step, config.eval_every) or final
+        is_sample = _is_boundary(step, config.sample_every) or final
         is_checkpoint = _is_boundary(step, config.checkpoint_every) or final
-        if not (is_log or is_eval or is_checkpoint or _is_boundary(step, config.sample_every)):
+        if not (is_log or is_eval or is_sample or is_checkpoint):
             continue
         host = jax.device_get(
             dict(
@@ -234,118 +335,160 @@ def train_and_evaluate(config, workdir: str) -> dict:
         # Time spent training since the last boundary (its host work excluded).
         train_seconds += time.time() - mark
         steps_timed += step - last_boundary
-        if host["nonfinite_step"] >= 0:
-            saved = checkpointer.steps()
-            raise NonFiniteError(
-                int(host["nonfinite_step"]) + 1,
-                METRIC_NAMES[int(host["nonfinite_metric"])],
-                float(host["nonfinite_value"]),
-                saved[-1] if saved else None,
-            )
-        row = {"step": step}
+        rate = steps_timed / train_seconds if train_seconds else float("nan")
+        for i, run in enumerate(runs):
+            seed_host = pick(host, i)
+            if seed_host["nonfinite_step"] >= 0:
+                saved = run.checkpointer.steps()
+                raise NonFiniteError(
+                    int(seed_host["nonfinite_step"]) + 1,
+                    METRIC_NAMES[int(seed_host["nonfinite_metric"])],
+                    float(seed_host["nonfinite_value"]),
+                    saved[-1] if saved else None,
+                )
+        evals = evaluate_all() if is_eval else [{} for _ in runs]
+        for i, run in enumerate(runs):
+            seed_host = pick(host, i)
+            row = {"step": step}
+            if is_log:
+                means = seed_host["metric_sums"] / max(int(seed_host["metric_count"]), 1)
+                row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
+            row.update(evals[i])
+            if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
+                run.best_checkpointer.save(step, pick(state, i))
+            if is_log:
+                row["it_per_s"] = rate
+                row["elapsed_seconds"] = time.time() - wall_start
+                _log_progress(
+                    row, run.config, rate, prefix=f"seed {run.config.seed}: " if vectorized else ""
+                )
+            run.writer.write(row)
         if is_log:
-            means = host["metric_sums"] / max(int(host["metric_count"]), 1)
-            row.update({name: float(v) for name, v in zip(METRIC_NAMES, means, strict=True)})
-        if is_eval:
-            row.update(evaluate_all(state.eval_params()))
-            if best_checkpointer is not None and tracker.update(row):
-                best_checkpointer.save(step, state)
-        if is_log:
-            rate = steps_timed / train_seconds if train_seconds else float("nan")
-            row["it_per_s"] = rate
-            row["elapsed_seconds"] = time.time() - wall_start
-            eta = (config.num_iterations - step) / rate if rate == rate and rate else 0.0
-            evals = "".join(
-                f"  {k.split('_')[0]} {100 * row[k]:.2f}%"
-                for k in ("test_accuracy", "validation_accuracy")
-                if k in row
-            )
-            logging.info(
-                "step %d/%d  d_sup %.4f  d_unsup %.4f  g %.4f  train_acc %.1f%%%s  "
-                "%.2f it/s  ETA %s",
-                step,
-                config.num_iterations,
-                row["d_loss_supervised"],
-                row["d_loss_unsupervised"],
-                row["g_loss"],
-                100 * row["train_accuracy"],
-                evals,
-                rate,
-                _format_duration(eta),
-            )
             train_seconds, steps_timed = 0.0, 0
-        if _is_boundary(step, config.sample_every) or final:
+        if is_sample:
             save_samples(step)
-        writer.write(row)
-        if is_checkpoint or tracker.should_stop:
-            checkpointer.save(step, state)
+        if is_checkpoint or any(r.tracker.should_stop for r in runs):
+            for i, run in enumerate(runs):
+                run.checkpointer.save(step, pick(state, i))
         mark, last_boundary = time.time(), step
 
-    final_eval = evaluate_all(state.eval_params())
-    if start_step == step and not os.path.exists(
-        os.path.join(workdir, "samples", f"step_{step:07d}.png")
-    ):
+    final_evals = evaluate_all()
+    if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
         save_samples(step)
-    if not checkpointer.steps() or checkpointer.steps()[-1] != step:
-        checkpointer.save(step, state)
-    checkpointer.close()
-    plots.plot_training_curves(writer.rows, os.path.join(workdir, "plots", "sgan_curves.png"))
-    plots.plot_supervised_loss(writer.rows, os.path.join(workdir, "plots", "supervised_loss.png"))
+    for i, run in enumerate(runs):
+        saved = run.checkpointer.steps()
+        if not saved or saved[-1] != step:
+            run.checkpointer.save(step, pick(state, i))
+        run.checkpointer.close()
+        plots.plot_training_curves(
+            run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
+        )
+        plots.plot_supervised_loss(
+            run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
+        )
 
-    baseline = _supervised_baseline(
-        config,
-        workdir,
+    all_results = []
+    for run, final_eval in zip(runs, final_evals, strict=True):
+        baseline = _supervised_baseline(run, discriminator, dataset, evaluate_one, place, mesh)
+        results = dict(
+            dataset=run.config.dataset,
+            num_labeled=run.config.num_labeled,
+            label_selection=run.config.label_selection,
+            seed=run.config.seed,
+            data_seed=run.config.data_seed,
+            num_iterations=run.config.num_iterations,
+            final_step=step,
+            stopped_early=step < run.config.num_iterations,
+            test_accuracy=final_eval["test_accuracy"],
+            supervised_test_accuracy=baseline.get("test_accuracy"),
+            params=param_counts,
+            wall_seconds=time.time() - wall_start,
+            vectorized_seeds=num_seeds if vectorized else 1,
+            **provenance.provenance(),
+        )
+        if run.config.num_validation:
+            best = run.tracker.best or {}
+            results.update(
+                validation_accuracy=final_eval["validation_accuracy"],
+                best_validation_accuracy=best.get("validation_accuracy"),
+                best_validation_step=best.get("step"),
+                selected_test_accuracy=best.get("test_accuracy"),
+                supervised_validation_accuracy=baseline.get("validation_accuracy"),
+            )
+        metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
+        _print_table(results)
+        all_results.append(results)
+    return all_results
+
+
+def _restore(runs: list[_Run], states: list, num_iterations: int) -> int:
+    """Restores every run's newest readable checkpoint in place; returns the common step."""
+    restored = [run.checkpointer.restore_latest(s) for run, s in zip(runs, states, strict=True)]
+    found_steps = {step for _, step in restored}
+    if len(found_steps) > 1:
+        # Seeds trained together were checkpointed together; use a step they all have.
+        common = set.intersection(*(set(run.checkpointer.steps()) for run in runs))
+        if not common:
+            raise ConfigError("workdir", "the seeds' checkpoints have no step in common")
+        step = max(common)
+        restored = [
+            (run.checkpointer.restore(step, s), step) for run, s in zip(runs, states, strict=True)
+        ]
+    start_step = restored[0][1]
+    if restored[0][0] is None:
+        return 0
+    if start_step > num_iterations:
+        raise ConfigError(
+            "num_iterations", f"{num_iterations} is below the checkpointed step {start_step}"
+        )
+    for i, (state, _) in enumerate(restored):
+        states[i] = state
+    logging.info("Resumed from the checkpoint at step %d.", start_step)
+    print(f"Resumed from step {start_step}", flush=True)
+    return start_step
+
+
+def _log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
+    eta = (config.num_iterations - row["step"]) / rate if rate > 0 else 0.0
+    evals = "".join(
+        f"  {key.split('_')[0]} {100 * row[key]:.2f}%"
+        for key in ("test_accuracy", "validation_accuracy")
+        if key in row
+    )
+    logging.info(
+        "%sstep %d/%d  d_sup %.4f  d_unsup %.4f  g %.4f  train_acc %.1f%%%s  %.2f it/s  ETA %s",
+        prefix,
+        row["step"],
+        config.num_iterations,
+        row["d_loss_supervised"],
+        row["d_loss_unsupervised"],
+        row["g_loss"],
+        100 * row["train_accuracy"],
+        evals,
+        rate,
+        _format_duration(eta),
+    )
+
+
+def _supervised_baseline(run: _Run, discriminator, dataset, evaluate, place, mesh) -> dict:
+    """The baseline's result, trained once per workdir (supervised.json keeps it)."""
+    if not run.config.supervised_epochs:
+        return {}
+    path = os.path.join(run.workdir, "supervised.json")
+    if os.path.exists(path):
+        return metrics.read_json(path)
+    result = supervised.train_supervised(
+        run.config,
         discriminator,
         dataset,
-        split,
+        run.split,
         evaluate,
         place,
         sharding.make_shard_batch(mesh),
     )
-    results = dict(
-        dataset=config.dataset,
-        num_labeled=config.num_labeled,
-        label_selection=config.label_selection,
-        seed=config.seed,
-        data_seed=config.data_seed,
-        num_iterations=config.num_iterations,
-        final_step=step,
-        stopped_early=step < config.num_iterations,
-        test_accuracy=final_eval["test_accuracy"],
-        supervised_test_accuracy=baseline.get("test_accuracy"),
-        params=param_counts,
-        wall_seconds=time.time() - wall_start,
-        **provenance.provenance(),
-    )
-    if config.num_validation:
-        best = tracker.best or {}
-        results.update(
-            validation_accuracy=final_eval["validation_accuracy"],
-            best_validation_accuracy=best.get("validation_accuracy"),
-            best_validation_step=best.get("step"),
-            selected_test_accuracy=best.get("test_accuracy"),
-            supervised_validation_accuracy=baseline.get("validation_accuracy"),
-        )
-    metrics.atomic_write_json(os.path.join(workdir, "results.json"), results)
-    _print_table(results)
-    return results
-
-
-def _supervised_baseline(
-    config, workdir, discriminator, dataset, split, evaluate, place, shard_batch
-) -> dict:
-    """The baseline's result, trained once per workdir (supervised.json keeps it)."""
-    if not config.supervised_epochs:
-        return {}
-    path = os.path.join(workdir, "supervised.json")
-    if os.path.exists(path):
-        return metrics.read_json(path)
-    result = supervised.train_supervised(
-        config, discriminator, dataset, split, evaluate, place, shard_batch
-    )
     metrics.atomic_write_json(path, result)
     plots.plot_baseline_history(
-        result["history"], os.path.join(workdir, "plots", "supervised_baseline.png")
+        result["history"], os.path.join(run.workdir, "plots", "supervised_baseline.png")
     )
     logging.info("Supervised baseline: test accuracy %.4f", result["test_accuracy"])
     return result
@@ -353,7 +496,7 @@ def _supervised_baseline(
 
 def _print_table(results: dict) -> None:
     rows = [("SGAN", results["test_accuracy"])]
-    if "selected_test_accuracy" in results and results["selected_test_accuracy"] is not None:
+    if results.get("selected_test_accuracy") is not None:
         rows.append(
             (
                 f"SGAN, best validation (step {results['best_validation_step']})",
@@ -370,4 +513,4 @@ def _print_table(results: dict) -> None:
     print(f"{'method'.ljust(width)}  test accuracy")
     for name, accuracy in rows:
         value = f"{100 * accuracy:.2f}%" if not math.isnan(accuracy) else "nan"
-        print(f"{name.ljust(width)}  {value}")
+        print(f"{name.ljust(width)}  {value}", flush=True)

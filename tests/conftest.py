@@ -1,0 +1,102 @@
+"""Shared fixtures: real MNIST prepared offline once per session, and a helper to run the CLIs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MANUAL_DIR = os.environ.get("SGAN_MANUAL_DIR") or os.path.join(REPO, "..", "shared", "data")
+# Prepared tfds datasets for the tests; kept between local runs, fresh on CI.
+DATA_DIR = os.environ.get("SGAN_TEST_DATA_DIR") or os.path.join(REPO, ".cache", "tfds")
+
+# A run small enough for CI: 2 CPU cores, seconds per run.
+TINY = (
+    "--config.num_iterations=20",
+    "--config.log_every=5",
+    "--config.eval_every=10",
+    "--config.sample_every=10",
+    "--config.checkpoint_every=10",
+    "--config.supervised_epochs=1",
+)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST, loaded through tfds from the original files in MANUAL_DIR."""
+    if not os.path.exists(os.path.join(MANUAL_DIR, "mnist", "train-images-idx3-ubyte.gz")):
+        pytest.fail(f"MNIST files not found under {MANUAL_DIR}/mnist; set SGAN_MANUAL_DIR")
+    from sgan_jax import input_pipeline
+
+    return input_pipeline.load_dataset("mnist", DATA_DIR, os.path.abspath(MANUAL_DIR))
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env.update(
+        SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
+        TFDS_DATA_DIR=DATA_DIR,
+        PYTHONUNBUFFERED="1",
+        # Keep each subprocess to the CPU, as in CI.
+        JAX_PLATFORMS="cpu",
+    )
+    env.update(extra)
+    return env
+
+
+def run_script(script: str, *args, env=None, timeout=900, check=True):
+    """Runs experiments/<script> in a subprocess; returns the CompletedProcess."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", script), *args],
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def run_train(workdir, *overrides, **kwargs):
+    return run_script("train.py", f"--workdir={workdir}", *TINY, *overrides, **kwargs)
+
+
+def read_rows(workdir) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def read_results(workdir) -> dict:
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def reference_run(mnist, tmp_path_factory):
+    """One tiny, uninterrupted run that several tests compare against."""
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    run_train(workdir)
+    return workdir
+
+
+def load_config(name: str):
+    """experiments/configs/<name>.py's get_config()."""
+    import importlib
+
+    return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+@pytest.fixture
+def tutorial_config():
+    return load_config("sgan_mnist")
+
+
+@pytest.fixture
+def improved_config():
+    return load_config("improved_mnist")
