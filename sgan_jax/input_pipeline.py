@@ -156,7 +156,7 @@ def select_labels(
     """
     num_train = len(labels)
     rng = np.random.default_rng(data_seed)
-    if selection == "first":
+    if selection == "first" or num_labeled == num_train:  # all labels: nothing to choose
         labeled = np.arange(num_labeled)
     elif selection == "balanced":
         per_class = num_labeled // num_classes

@@ -148,7 +148,12 @@ def _init_images(config, dataset, split) -> np.ndarray:
 
 
 def _stack(trees):
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+    """Stacks same-shaped states along a new leading axis. Their static parts (apply_fn, tx)
+    are equal but distinct objects, so the first one's tree structure is used for all."""
+    leaves = [jax.tree.leaves(tree) for tree in trees]
+    return jax.tree.unflatten(
+        jax.tree.structure(trees[0]), [jnp.stack(xs) for xs in zip(*leaves, strict=True)]
+    )
 
 
 def train_and_evaluate(config, workdir: str) -> dict:

@@ -34,8 +34,9 @@ def _compare(ours, reference, shape):
     params = reference.init(jax.random.key(1), x)
     # Non-zero biases, so a mix-up of bias and kernel would show.
     params = jax.tree.map(lambda p: p + 0.1 * jnp.ones_like(p), params)
-    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5
+    )
 
     def loss(module):
         return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))

@@ -23,7 +23,11 @@ def param_count(params) -> int:
 def init(config, image_shape=(28, 28, 1), num_classes=10, batch=4):
     generator, discriminator = models.create_models(config, image_shape, num_classes)
     images = jax.random.uniform(jax.random.key(1), (batch, *image_shape))
-    return generator, discriminator, state.create_train_state(config, generator, discriminator, images)
+    return (
+        generator,
+        discriminator,
+        state.create_train_state(config, generator, discriminator, images),
+    )
 
 
 def test_tutorial_parameter_counts(tutorial_config):
@@ -56,7 +60,10 @@ def test_parameter_counts_equal_the_keras_reference_models():
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=dict(os.environ, JAX_PLATFORMS="cpu"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -89,9 +96,7 @@ def test_dropout_is_active_only_in_training(tutorial_config):
 
 def test_improved_mlp_architecture(improved_config):
     generator, discriminator, s = init(improved_config, batch=16)
-    kernels = [
-        s.discriminator.params[f"WeightNormDense_{i}"]["kernel"].shape for i in range(6)
-    ]
+    kernels = [s.discriminator.params[f"WeightNormDense_{i}"]["kernel"].shape for i in range(6)]
     assert kernels == [(784, 1000), (1000, 500), (500, 250), (250, 250), (250, 250), (250, 10)]
     z = models.sample_latent(jax.random.key(0), 16, 100, "uniform")
     assert float(z.min()) >= 0 and float(z.max()) < 1

@@ -1,0 +1,62 @@
+"""Label-budget sweep: SGAN and the supervised baseline over budgets and seeds.
+
+python experiments/sweep.py --workdir=DIR --num_labeled=20,50,100 --seeds=0,1,2
+    [--config=experiments/configs/sgan_mnist.py] [--config.KEY=VALUE ...] [--vectorize_seeds]
+
+Writes DIR/results.csv, DIR/summary.md and DIR/accuracy_vs_labels.png, and one subfolder per
+run. Running the same command again skips finished runs and resumes unfinished ones.
+"""
+
+import os
+import sys
+
+# Config files import each other as experiments.configs.*: put the repo root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from sgan_jax import cli, sweep  # noqa: E402
+from sgan_jax.errors import ConfigError  # noqa: E402
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist.py")
+
+flags.DEFINE_string("workdir", None, "Directory of the sweep.")
+flags.mark_flag_as_required("workdir")
+flags.DEFINE_list("num_labeled", ["20", "50", "100", "200", "500", "1000"], "Label budgets.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (initialisation and noise).")
+flags.DEFINE_bool("vectorize_seeds", False, "Train all seeds of a budget in one vmapped program.")
+flags.DEFINE_bool(
+    "vary_data_seed", True, "Set data_seed = seed, so each seed also draws its own labeled set."
+)
+config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Base config.", lock_config=True)
+
+
+def _integers(name: str, values: list[str]) -> list[int]:
+    try:
+        parsed = [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated integers; got {values}") from None
+    if not parsed:
+        raise ConfigError(name, "is empty")
+    return parsed
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.quiet_library_logs()
+    cli.run_cleanly(
+        lambda: sweep.run_sweep(
+            flags.FLAGS.config,
+            flags.FLAGS.workdir,
+            _integers("num_labeled", flags.FLAGS.num_labeled),
+            _integers("seeds", flags.FLAGS.seeds),
+            vectorize_seeds=flags.FLAGS.vectorize_seeds,
+            vary_data_seed=flags.FLAGS.vary_data_seed,
+        )
+    )
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
