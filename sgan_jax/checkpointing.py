@@ -1,6 +1,7 @@
 """Orbax checkpoints of a state pytree, restoring the newest one that reads back whole."""
 
 import os
+import time
 
 import jax
 import orbax.checkpoint as ocp
@@ -33,15 +34,17 @@ class Checkpointer:
     """Keeps the newest `keep` checkpoints of a state pytree under `directory`."""
 
     def __init__(self, directory: str, keep: int):
+        self._directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
+            self._directory,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
         )
 
     def steps(self) -> list[int]:
-        return sorted(self._manager.all_steps(read=True))
+        self._manager.reload()
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state) -> None:
         self._manager.save(step, args=ocp.args.StandardSave(_to_saveable(state)), force=True)
@@ -59,18 +62,38 @@ class Checkpointer:
         A corrupt or half-written newest checkpoint is skipped with a warning, falling back to
         the one before it.
         """
+        listed = set(self.steps())
+        for name in os.listdir(self._directory):
+            if name.isdigit() and int(name) not in listed:
+                # Orbax itself no longer recognises it (torn metadata).
+                logging.warning(
+                    "Checkpoint at step %s could not be restored (unreadable metadata); moved to "
+                    "%s, trying an older one.",
+                    name,
+                    self._set_aside(int(name)),
+                )
         for step in reversed(self.steps()):
             try:
                 return self.restore(step, like), step
             except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped
                 first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 logging.warning(
-                    "Checkpoint at step %d could not be restored (%s: %s); trying an older one.",
+                    "Checkpoint at step %d could not be restored (%s: %s); moved to %s, "
+                    "trying an older one.",
                     step,
                     type(error).__name__,
                     first_line[:200],
+                    self._set_aside(step),
                 )
         return None, 0
+
+    def _set_aside(self, step: int) -> str:
+        """Moves an unreadable checkpoint out of the manager's sight (kept for inspection)."""
+        path = os.path.join(self._directory, str(step))
+        aside = f"{path}.unreadable.{int(time.time())}"
+        os.replace(path, aside)
+        self._manager.reload()
+        return aside
 
     def close(self) -> None:
         self._manager.close()

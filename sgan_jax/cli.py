@@ -1,12 +1,14 @@
 """absl entry-point helpers: bad input ends in one line on stderr and a non-zero exit."""
 
 import logging as py_logging
+import os
 import sys
 
 from absl import flags, logging
 
 from sgan_jax.errors import ConfigError, NonFiniteError
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 
@@ -18,10 +20,11 @@ def _fail(message: str, code: int):
 
 
 class _DropLibraryInfo(py_logging.Filter):
-    """Orbax logs every checkpoint step at INFO; keep its warnings, drop the chatter."""
+    """Keeps our own INFO lines (progress) and every library's warnings; drops the libraries'
+    INFO chatter (orbax logs each checkpoint step in a dozen lines)."""
 
     def filter(self, record: py_logging.LogRecord) -> bool:
-        return record.levelno >= py_logging.WARNING or "orbax" not in record.pathname
+        return record.levelno >= py_logging.WARNING or _PACKAGE_DIR in record.pathname
 
 
 def quiet_library_logs() -> None:

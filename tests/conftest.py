@@ -14,7 +14,7 @@ DATA_DIR = os.environ.get("SGAN_TEST_DATA_DIR") or os.path.join(REPO, ".cache", 
 
 # A run small enough for CI: 2 CPU cores, seconds per run.
 TINY = (
-    "--config.num_iterations=20",
+    "--config.num_iterations=40",
     "--config.log_every=5",
     "--config.eval_every=10",
     "--config.sample_every=10",
