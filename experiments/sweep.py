@@ -14,7 +14,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from sgan_jax import cli, sweep  # noqa: E402
 from sgan_jax.errors import ConfigError  # noqa: E402
@@ -29,7 +28,7 @@ flags.DEFINE_bool("vectorize_seeds", False, "Train all seeds of a budget in one 
 flags.DEFINE_bool(
     "vary_data_seed", True, "Set data_seed = seed, so each seed also draws its own labeled set."
 )
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Base config.", lock_config=True)
+cli.define_config_flag(_DEFAULT_CONFIG)
 
 
 def _integers(name: str, values: list[str]) -> list[int]:

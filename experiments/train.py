@@ -13,7 +13,6 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
 from sgan_jax import cli, train  # noqa: E402
 
@@ -21,7 +20,7 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.mark_flag_as_required("workdir")
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Training config.", lock_config=True)
+cli.define_config_flag(_DEFAULT_CONFIG)
 
 
 def main(argv):

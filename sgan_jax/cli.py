@@ -5,6 +5,7 @@ import os
 import sys
 
 from absl import flags, logging
+from ml_collections import config_flags
 
 from sgan_jax.errors import ConfigError, NonFiniteError
 
@@ -31,15 +32,37 @@ def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_DropLibraryInfo())
 
 
+def define_config_flag(default_path: str) -> None:
+    """`--config` (a locked ml_collections config file) and its `--config.KEY=VALUE` overrides.
+
+    config_flags reads the command line as soon as the flag is defined, so an unknown key fails
+    here, before `app.run`.
+    """
+    try:
+        config_flags.DEFINE_config_file("config", default_path, "Config file.", lock_config=True)
+    except (AttributeError, KeyError) as error:
+        key = str(error).strip("\"'")
+        _fail(f"config.{key}: unknown config key", EXIT_BAD_INPUT)
+    except Exception as error:  # noqa: BLE001 - a config file that does not load
+        _fail(f"config: {type(error).__name__}: {error}", EXIT_BAD_INPUT)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """`flags_parser` for `app.run`: a bad flag or config override is one line, no traceback."""
     try:
-        return flags.FLAGS(argv)
+        remaining = flags.FLAGS(argv)
     except flags.Error as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except (KeyError, AttributeError, TypeError, ValueError) as error:
         # ml_collections raises these for an unknown or mistyped --config.KEY.
         _fail(f"{type(error).__name__}: {error}", EXIT_BAD_INPUT)
+    if "config" in flags.FLAGS:
+        try:
+            flags.FLAGS.config.keys()  # config_flags reports a file that did not load on use
+        except OSError as error:
+            reason = str(error).strip().splitlines()[-1].strip()
+            _fail(f"config: cannot load the config file: {reason}", EXIT_BAD_INPUT)
+    return remaining
 
 
 def run_cleanly(fn):

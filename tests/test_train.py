@@ -75,8 +75,12 @@ def _wait_for_checkpoint(workdir, step, process, timeout=600):
 
 def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
     workdir = tmp_path / "killed"
-    command = [sys.executable, os.path.join(REPO, "experiments", "train.py"),
-               f"--workdir={workdir}", *TINY]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "experiments", "train.py"),
+        f"--workdir={workdir}",
+        *TINY,
+    ]
     process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(workdir, 10, process)
     process.send_signal(signal.SIGKILL)
