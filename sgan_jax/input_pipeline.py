@@ -105,7 +105,11 @@ def _prepare(builder, data_dir: str | None, manual_dir: str | None) -> None:
 def _read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_key, label_key = builder.info.supervised_keys
     source = builder.as_data_source(split=split)
-    examples = source.__getitems__(list(range(len(source))))
+    keys = list(range(len(source)))
+    try:
+        examples = source.__getitems__(keys)  # one batched read: ~4x faster than item by item
+    except TypeError:  # tfds.testing.mock_data's source mocks only item access
+        examples = [source[key] for key in keys]
     images = np.stack([np.asarray(e[image_key], np.uint8) for e in examples])
     labels = np.asarray([e[label_key] for e in examples], np.int32)
     return images, labels

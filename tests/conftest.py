@@ -100,3 +100,19 @@ def tutorial_config():
 @pytest.fixture
 def improved_config():
     return load_config("improved_mnist")
+
+
+def tiny(config, **overrides):
+    """A config for in-process runs on the test data: few iterations, everything exercised."""
+    with config.unlocked():
+        config.data_dir = DATA_DIR
+        config.manual_dir = os.path.abspath(MANUAL_DIR)
+        config.num_iterations = 20
+        config.log_every = 5
+        config.eval_every = 10
+        config.sample_every = 10
+        config.checkpoint_every = 10
+        config.supervised_epochs = 1
+        for key, value in overrides.items():
+            config[key] = value
+    return config

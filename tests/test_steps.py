@@ -1,0 +1,112 @@
+"""The jitted SGAN step on real MNIST: one compilation, sampling, metrics, the NaN tracker."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgan_jax import input_pipeline, models, steps
+from sgan_jax.state import METRIC_NAMES, create_train_state
+
+
+def make(config, mnist, split=None):
+    split = split or input_pipeline.select_labels(
+        mnist.train_labels, config.num_labeled, config.label_selection, 10, config.data_seed
+    )
+    generator, discriminator = models.create_models(config, (28, 28, 1), 10)
+    images = input_pipeline.scale_images(mnist.train_images[:32], config.image_range)
+    state = create_train_state(config, generator, discriminator, images)
+    data = jax.device_put(input_pipeline.device_data(mnist, split))
+    return generator, discriminator, state, data
+
+
+def test_compiles_once_and_learns(tutorial_config, mnist):
+    generator, discriminator, state, data = make(tutorial_config, mnist)
+    step = jax.jit(
+        steps.make_train_step(tutorial_config, generator, discriminator), donate_argnums=0
+    )
+    evaluate = jax.jit(steps.make_evaluate(discriminator, "symmetric", 1000))
+    before = float(evaluate(state.eval_params(), mnist.test_images, mnist.test_labels))
+    for _ in range(30):
+        state = step(state, data)
+    assert step._cache_size() == 1
+    assert int(state.step) == 30 and int(state.generator.step) == 30
+    assert int(state.nonfinite_step) == -1
+    after = float(evaluate(state.eval_params(), mnist.test_images, mnist.test_labels))
+    assert after > before + 0.1, (before, after)
+
+
+def test_metric_sums_restart_at_log_steps(tutorial_config, mnist):
+    with tutorial_config.unlocked():
+        tutorial_config.log_every = 4
+    generator, discriminator, state, data = make(tutorial_config, mnist)
+    step = jax.jit(steps.make_train_step(tutorial_config, generator, discriminator))
+    counts = []
+    for _ in range(10):
+        state = step(state, data)
+        counts.append(int(state.metric_count))
+    assert counts == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2]
+    means = np.asarray(state.metric_sums / state.metric_count)
+    accuracy = means[METRIC_NAMES.index("train_accuracy")]
+    assert 0.0 <= accuracy <= 1.0
+    for name in ("d_real_probability", "d_fake_probability"):
+        assert 0.0 < means[METRIC_NAMES.index(name)] < 1.0
+
+
+def test_nonfinite_tracker_names_the_first_bad_step(tutorial_config, mnist):
+    with tutorial_config.unlocked():
+        tutorial_config.learning_rate = 1e30
+    generator, discriminator, state, data = make(tutorial_config, mnist)
+    step = jax.jit(steps.make_train_step(tutorial_config, generator, discriminator))
+    finite_until = None
+    for i in range(6):
+        state = step(state, data)
+        if finite_until is None and int(state.nonfinite_step) >= 0:
+            finite_until = i
+    assert finite_until is not None
+    assert int(state.nonfinite_step) == finite_until  # recorded once, at its first step
+    assert not np.isfinite(float(state.nonfinite_value))
+    assert 0 <= int(state.nonfinite_metric) < len(METRIC_NAMES)
+
+
+@pytest.mark.parametrize("pool_size,batch_size", [(7, 3), (100, 100), (20, 100), (5, 2)])
+def test_epoch_positions_visit_every_item_once_per_pass(pool_size, batch_size):
+    key = jax.random.key(0)
+    num_steps = 3 * pool_size  # a whole number of passes whatever the batch size
+    positions = np.concatenate(
+        [np.asarray(steps.epoch_positions(key, s, batch_size, pool_size)) for s in range(num_steps)]
+    )
+    passes = positions.reshape(-1, pool_size)
+    for p in passes:
+        assert sorted(p.tolist()) == list(range(pool_size))
+    if pool_size > 5:
+        assert not np.array_equal(passes[0], passes[1])  # each pass is freshly shuffled
+
+
+def test_labeled_epoch_sampling_inside_the_step(tutorial_config, mnist):
+    """With 'epoch' sampling, 4 steps of 25 see each of 100 labeled images exactly once."""
+    with tutorial_config.unlocked():
+        tutorial_config.labeled_sampling = "epoch"
+        tutorial_config.batch_size = 25
+    split = input_pipeline.select_labels(mnist.train_labels, 100, "first", 10, 0)
+    key = jax.random.key(3)
+    seen = np.concatenate(
+        [
+            np.asarray(steps.sample_indices(key, key, s, 25, jnp.asarray(split.labeled), "epoch"))
+            for s in range(4)
+        ]
+    )
+    assert sorted(seen.tolist()) == list(range(100))
+
+
+def test_evaluate_counts_padding_correctly(tutorial_config, mnist):
+    """A batch size that does not divide the set: padding never counts as correct."""
+    _, discriminator, state, _ = make(tutorial_config, mnist)
+    images, labels = mnist.test_images[:1000], mnist.test_labels[:1000]
+    whole = steps.make_evaluate(discriminator, "symmetric", 1000)(
+        state.eval_params(), images, labels
+    )
+    padded = steps.make_evaluate(discriminator, "symmetric", 300)(
+        state.eval_params(), images, labels
+    )
+    np.testing.assert_allclose(whole, padded, rtol=1e-6)
