@@ -409,6 +409,7 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
             params=param_counts,
             wall_seconds=time.time() - wall_start,
             vectorized_seeds=num_seeds if vectorized else 1,
+            mesh_devices=mesh.size,
             **provenance.provenance(),
         )
         if run.config.num_validation:

@@ -1,0 +1,72 @@
+"""Many devices: 4 simulated CPU devices (in a subprocess, as XLA reads the flag at start)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from .conftest import DATA_DIR, MANUAL_DIR, REPO
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, numpy as np
+    from sgan_jax import train
+    from tests.conftest import load_config, read_rows, tiny
+
+    assert jax.device_count() == 4, jax.devices()
+    out = sys.argv[1]
+
+    def config(**overrides):
+        return tiny(load_config("sgan_mnist"), supervised_epochs=0, **overrides)
+
+    # Data parallel: one run's batch split over 4 devices, against the same run on 1.
+    one = train.train_and_evaluate(config(num_devices=1), out + "/one")
+    four = train.train_and_evaluate(config(num_devices=4), out + "/four")
+    # Seeds placed across devices: 2 vmapped seeds on 2 devices, against 2 on 1 device.
+    seeds = [config(seed=s, num_devices=2) for s in (0, 1)]
+    spread = train.train_and_evaluate_seeds(seeds, [out + "/spread0", out + "/spread1"])
+    seeds = [config(seed=s, num_devices=1) for s in (0, 1)]
+    packed = train.train_and_evaluate_seeds(seeds, [out + "/packed0", out + "/packed1"])
+    json.dump(dict(one=one, four=four, spread=spread, packed=packed,
+                   rows={name: read_rows(out + "/" + name) for name in
+                         ("one", "four", "spread0", "packed0", "spread1", "packed1")}),
+              open(out + "/summary.json", "w"))
+    """
+)
+
+
+def _close(rows_a, rows_b):
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    for a, b in zip(rows_a, rows_b, strict=True):
+        for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss"):
+            assert abs(a[key] - b[key]) <= 1e-3 * abs(b[key]) + 1e-4, (key, a[key], b[key])
+
+
+def test_four_devices_equal_one(mnist, tmp_path):
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        JAX_PLATFORMS="cpu",
+        SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
+        TFDS_DATA_DIR=DATA_DIR,
+        PYTHONPATH=REPO,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert summary["one"]["mesh_devices"] == 1 and summary["four"]["mesh_devices"] == 4
+    assert summary["spread"][0]["mesh_devices"] == 2
+    rows = summary["rows"]
+    _close(rows["four"], rows["one"])
+    assert abs(summary["four"]["test_accuracy"] - summary["one"]["test_accuracy"]) <= 5e-3
+    for seed in (0, 1):
+        _close(rows[f"spread{seed}"], rows[f"packed{seed}"])
+        assert (
+            abs(summary["spread"][seed]["test_accuracy"] - summary["packed"][seed]["test_accuracy"])
+            <= 5e-3
+        )
