@@ -12,6 +12,8 @@ MANUAL_DIR = os.environ.get("SGAN_MANUAL_DIR") or os.path.join(REPO, "..", "shar
 # Prepared tfds datasets for the tests; kept between local runs, fresh on CI.
 DATA_DIR = os.environ.get("SGAN_TEST_DATA_DIR") or os.path.join(REPO, ".cache", "tfds")
 
+COMPILATION_CACHE = os.path.join(REPO, ".cache", "jax")
+
 # A run small enough for CI: 2 CPU cores, seconds per run.
 TINY = (
     "--config.num_iterations=40",
@@ -21,6 +23,12 @@ TINY = (
     "--config.checkpoint_every=10",
     "--config.supervised_epochs=1",
 )
+
+
+def pytest_configure(config):
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", COMPILATION_CACHE)
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +49,8 @@ def cli_env(**extra) -> dict:
         PYTHONUNBUFFERED="1",
         # Keep each subprocess to the CPU, as in CI.
         JAX_PLATFORMS="cpu",
+        # Runs with the same shapes share compiled programs across processes.
+        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
     )
     env.update(extra)
     return env

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import textwrap
 
-from .conftest import DATA_DIR, MANUAL_DIR, REPO
+from .conftest import COMPILATION_CACHE, DATA_DIR, MANUAL_DIR, REPO
 
 SCRIPT = textwrap.dedent(
     """
@@ -52,6 +52,7 @@ def test_four_devices_equal_one(mnist, tmp_path):
         SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
         TFDS_DATA_DIR=DATA_DIR,
         PYTHONPATH=REPO,
+        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
     )
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, cwd=REPO,

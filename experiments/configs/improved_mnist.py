@@ -16,7 +16,10 @@ def get_config():
     config.num_labeled = 100
     config.num_validation = 1000  # held out of training; chooses the checkpoint, never the test
     config.labeled_sampling = "epoch"
-    config.unlabeled_sampling = "epoch"
+    # The paper's code also permutes the unlabeled set per epoch; drawing a fresh permutation of
+    # 59k indices costs half the step on CPU, and for a pool this large sampling with replacement
+    # is statistically the same. "epoch" is one flag away.
+    config.unlabeled_sampling = "random"
 
     # Model: weight-normalised MLP discriminator with Gaussian noise, batch-normalised MLP
     # generator on uniform noise, images in [0, 1].
