@@ -7,7 +7,7 @@ WORKDIR ?= runs/sgan_mnist
 SGAN_MANUAL_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export SGAN_MANUAL_DIR
 
-.PHONY: setup setup-baselines train test lint format benchmark clean
+.PHONY: setup setup-baselines train test lint format benchmark clean gpu-bundle
 
 setup: $(VENV)/.installed
 
@@ -40,3 +40,19 @@ benchmark: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# What experiments/gpu_check.sh needs on a GPU machine that has jax/flax/optax/orbax but not the
+# rest: wheels for Python 3.12 in .whl/ and MNIST prepared under .cache/tfds (both git-ignored).
+GPU_WHEELS := ml_collections==1.1.0 tensorflow-datasets==4.9.10 array_record==0.8.6 \
+	dm-tree==0.1.10 immutabledict==4.3.1 promise==2.3 simple-parsing==0.1.9 \
+	tensorflow-metadata==1.21.0 toml==0.10.2 wrapt==2.5.2 importlib_resources==7.1.0 \
+	docstring_parser==0.18.0 googleapis-common-protos==1.76.0 protobuf==7.36.2 pyarrow==26.0.1
+
+gpu-bundle: setup
+	rm -rf .whl && mkdir -p .whl
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+		--platform manylinux2014_x86_64 --platform any -d .whl $(GPU_WHEELS)
+	TFDS_DATA_DIR=$(CURDIR)/.cache/tfds $(PY) -c "from sgan_jax import input_pipeline as p; \
+		p.load_dataset('mnist', '$(CURDIR)/.cache/tfds', '$(SGAN_MANUAL_DIR)' or None)"
+	du -sh .whl .cache/tfds/mnist

@@ -8,7 +8,6 @@ import dataclasses
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import logging
 
 from sgan_jax import models
@@ -51,6 +50,9 @@ def resolve_dirs(config) -> tuple[str | None, str | None]:
 
 
 def _builder(name: str, data_dir: str | None):
+    # Imported here: the benchmark and the models need no tfds (nor do GPU hosts without it).
+    import tensorflow_datasets as tfds
+
     try:
         return tfds.builder(name, data_dir=data_dir, file_format="array_record")
     except tfds.core.registered.DatasetNotFoundError:
@@ -90,6 +92,8 @@ def _prepare(builder, data_dir: str | None, manual_dir: str | None) -> None:
     import tensorflow as tf
 
     tf.config.set_visible_devices([], "GPU")
+    import tensorflow_datasets as tfds
+
     root = data_dir or os.path.expanduser("~/tensorflow_datasets")
     # tfds caches downloads by file name, and e.g. MNIST and Fashion-MNIST share file names.
     download_dir = os.path.join(root, "downloads", builder.name)
@@ -139,7 +143,7 @@ def load_dataset(name: str, data_dir: str | None = None, manual_dir: str | None 
     )
     if os.path.isdir(builder.data_dir) and os.access(builder.data_dir, os.W_OK):
         tmp = cache + f".tmp{os.getpid()}.npz"
-        np.savez(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)
         os.replace(tmp, cache)
     return Dataset(name, **arrays, num_classes=num_classes)
 
