@@ -10,6 +10,7 @@ initialisation, hence these few lines of our own.
 """
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -22,40 +23,33 @@ glorot_uniform = nn.initializers.glorot_uniform()
 zeros = nn.initializers.zeros
 
 
-class Conv(nn.Module):
+class _Convolution(nn.Module):
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    impl: str = "auto"
+    kernel_init: Callable = glorot_uniform
+    bias_init: Callable = zeros
+    operation: ClassVar[Callable]
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (*self.kernel_size, x.shape[-1], self.features)
+        kernel = self.param("kernel", self.kernel_init, shape)
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return type(self).operation(x, kernel, self.strides, self.impl) + bias
+
+
+class Conv(_Convolution):
     """`nn.Conv(features, kernel_size, strides, padding="SAME")`, computed by `conv.conv2d`."""
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] = (1, 1)
-    impl: str = "auto"
-    kernel_init: Callable = glorot_uniform
-    bias_init: Callable = zeros
-
-    @nn.compact
-    def __call__(self, x):
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape)
-        bias = self.param("bias", self.bias_init, (self.features,))
-        return conv.conv2d(x, kernel, self.strides, self.impl) + bias
+    operation = staticmethod(conv.conv2d)
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_Convolution):
     """`nn.ConvTranspose(features, kernel_size, strides, padding="SAME")`, via `conv`."""
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] = (1, 1)
-    impl: str = "auto"
-    kernel_init: Callable = glorot_uniform
-    bias_init: Callable = zeros
-
-    @nn.compact
-    def __call__(self, x):
-        shape = (*self.kernel_size, x.shape[-1], self.features)
-        kernel = self.param("kernel", self.kernel_init, shape)
-        bias = self.param("bias", self.bias_init, (self.features,))
-        return conv.conv_transpose2d(x, kernel, self.strides, self.impl) + bias
+    operation = staticmethod(conv.conv_transpose2d)
 
 
 class GaussianNoise(nn.Module):

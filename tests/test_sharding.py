@@ -55,8 +55,12 @@ def test_four_devices_equal_one(mnist, tmp_path):
         JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
     )
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)], env=env, cwd=REPO,
-        capture_output=True, text=True, timeout=1200,
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.load(open(tmp_path / "summary.json"))

@@ -44,8 +44,11 @@ def test_sweep_writes_the_three_files(sweep_dir):
     for budget in ("| 20 |", "| 100 |"):
         assert budget in summary
     assert summary.count("(n=2)") == 4
-    sgan_20 = [float(r["test_accuracy"]) for r in rows
-               if r["num_labeled"] == "20" and r["method"] == "sgan"]
+    sgan_20 = [
+        float(r["test_accuracy"])
+        for r in rows
+        if r["num_labeled"] == "20" and r["method"] == "sgan"
+    ]
     assert f"{100 * np.mean(sgan_20):.2f} ± {100 * np.std(sgan_20, ddof=1):.2f}%" in summary
     assert (sweep_dir / "accuracy_vs_labels.png").stat().st_size > 10_000
     for name in ("labels20_seed0", "labels100_seed1"):
@@ -71,8 +74,13 @@ def test_data_seed_follows_the_seed(sweep_dir):
 
 def test_vmapped_seeds_equal_separate_runs(mnist, tmp_path):
     def config(seed):
-        return tiny(load_config("sgan_mnist"), seed=seed, data_seed=seed,
-                    label_selection="balanced", supervised_epochs=0)
+        return tiny(
+            load_config("sgan_mnist"),
+            seed=seed,
+            data_seed=seed,
+            label_selection="balanced",
+            supervised_epochs=0,
+        )
 
     together = train.train_and_evaluate_seeds(
         [config(0), config(1)], [str(tmp_path / "v0"), str(tmp_path / "v1")]
@@ -87,7 +95,8 @@ def test_vmapped_seeds_equal_separate_runs(mnist, tmp_path):
             for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss"):
                 np.testing.assert_allclose(a[key], b[key], rtol=1e-3, atol=1e-4, err_msg=key)
             assert abs(a["train_accuracy"] - b["train_accuracy"]) <= 2 / 160
-        np.testing.assert_allclose(together[seed]["test_accuracy"], alone["test_accuracy"],
-                                   atol=5e-3)
+        np.testing.assert_allclose(
+            together[seed]["test_accuracy"], alone["test_accuracy"], atol=5e-3
+        )
     assert read_rows(tmp_path / "v0")[0] != read_rows(tmp_path / "v1")[0]
     assert os.path.exists(tmp_path / "v1" / "samples" / "step_0000020.png")
