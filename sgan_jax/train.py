@@ -180,6 +180,7 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
     config = configs[0]
     for c in configs:
         config_checks.check_config(c)
+    origin = provenance.provenance()  # the code that runs, before anything changes it
     data_dir, manual_dir = input_pipeline.resolve_dirs(config)
     dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
     mesh = sharding.make_mesh(config.num_devices)
@@ -410,7 +411,7 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
             wall_seconds=time.time() - wall_start,
             vectorized_seeds=num_seeds if vectorized else 1,
             mesh_devices=mesh.size,
-            **provenance.provenance(),
+            **origin,
         )
         if run.config.num_validation:
             best = run.tracker.best or {}
