@@ -135,3 +135,27 @@ def test_32x32x3_training_on_mock_data(dataset, model, tmp_path, monkeypatch):
     assert [r["step"] for r in rows] == [2, 4]
     assert all(np.isfinite(r["d_loss_supervised"]) for r in rows)
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000004.png")
+
+
+def test_early_stopping_on_validation_accuracy(mnist, tmp_path):
+    """With nothing learned (a vanishing learning rate) validation accuracy never improves after
+    the first eval, so patience 2 stops the run at the third eval and keeps its checkpoint."""
+    config = tiny(
+        load_config("improved_mnist"),
+        num_iterations=40,
+        eval_every=4,
+        log_every=4,
+        checkpoint_every=0,
+        num_validation=200,
+        early_stopping_patience=2,
+        learning_rate=1e-12,
+        supervised_epochs=0,
+    )
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["stopped_early"] and results["final_step"] == 12
+    assert results["best_validation_step"] == 4
+    assert [r["step"] for r in read_rows(tmp_path / "run")] == [4, 8, 12]
+    assert os.path.isdir(tmp_path / "run" / "checkpoints" / "12")
+    # Running it again does not train on: the stop is remembered from metrics.jsonl.
+    again = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert again["final_step"] == 12 and again["test_accuracy"] == results["test_accuracy"]
