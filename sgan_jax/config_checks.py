@@ -34,6 +34,8 @@ _NON_NEGATIVE = (
     "steps_per_dispatch",
     "num_devices",
     "unlabeled_weight",
+    "adam_eps",
+    "adam_eps_root",
 )
 _PROBABILITIES = ("d_dropout", "d_input_dropout", "adam_b1", "adam_b2", "ema_decay")
 

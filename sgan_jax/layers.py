@@ -138,7 +138,7 @@ class BatchStatNorm(nn.Module):
     inference mode), so unlike `nn.BatchNorm` there are no running averages to keep.
     """
 
-    epsilon: float = 1e-4
+    epsilon: float = 1e-6  # the Improved-GAN code's
 
     @nn.compact
     def __call__(self, x):

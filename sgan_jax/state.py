@@ -65,7 +65,13 @@ class SGANState:
 
 
 def adam(config, learning_rate: float) -> optax.GradientTransformation:
-    return optax.adam(learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+    return optax.adam(
+        learning_rate,
+        b1=config.adam_b1,
+        b2=config.adam_b2,
+        eps=config.adam_eps,
+        eps_root=config.adam_eps_root,
+    )
 
 
 def create_network_state(module, params, tx) -> train_state.TrainState:

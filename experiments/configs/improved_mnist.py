@@ -37,7 +37,10 @@ def get_config():
     config.num_iterations = 180_000
     config.learning_rate = 3e-3
     config.adam_b1 = 0.5
-    config.adam_eps = 1e-8
+    # The Improved-GAN code's Adam divides by sqrt(v + 1e-8), not sqrt(v) + eps: the larger
+    # effective epsilon damps the steps of parameters with tiny gradients.
+    config.adam_eps = 0.0
+    config.adam_eps_root = 1e-8
     config.generator_loss = "feature_matching"
     config.unlabeled_weight = 1.0
     config.ema_decay = 0.999

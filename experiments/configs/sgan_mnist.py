@@ -45,7 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.generator_learning_rate = config_dict.placeholder(float)  # None: learning_rate
     config.adam_b1 = 0.5
     config.adam_b2 = 0.999
-    config.adam_eps = 1e-7  # Keras' default
+    config.adam_eps = 1e-7  # Keras' default; added to sqrt(v)
+    config.adam_eps_root = 0.0  # added to v inside the sqrt
     config.unlabeled_weight = 1.0
     config.generator_loss = "non_saturating"  # | "feature_matching"
     config.ema_decay = 0.0  # evaluate an EMA of D's weights when > 0
