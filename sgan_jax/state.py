@@ -45,12 +45,33 @@ def stream(key, name: str):
 
 
 @flax.struct.dataclass
+class ParamsEMA:
+    """A debiased exponential moving average of parameters (`optax.ema`): `params` is the
+    average so far, exact from the first update on, however few updates there were."""
+
+    params: Any
+    optax_state: Any
+
+    @classmethod
+    def create(cls, params, decay: float) -> "ParamsEMA":
+        return cls(jax.tree.map(jnp.copy, params), optax.ema(decay).init(params))
+
+    def update(self, params, decay: float) -> "ParamsEMA":
+        averaged, optax_state = optax.ema(decay).update(params, self.optax_state)
+        return ParamsEMA(averaged, optax_state)
+
+
+def create_ema(params, decay: float) -> ParamsEMA | None:
+    return ParamsEMA.create(params, decay) if decay > 0 else None
+
+
+@flax.struct.dataclass
 class SGANState:
     step: jax.Array  # iterations done
     generator: train_state.TrainState
     discriminator: train_state.TrainState
     key: jax.Array  # typed PRNG key of the run; each step folds in its number
-    discriminator_ema: Any  # EMA of D's params (None when config.ema_decay == 0)
+    discriminator_ema: ParamsEMA | None  # None when config.ema_decay == 0
     metric_sums: jax.Array  # sums of METRIC_NAMES since the last log step
     metric_count: jax.Array
     nonfinite_step: jax.Array  # first step with a non-finite metric, -1 if none
@@ -60,7 +81,7 @@ class SGANState:
     def eval_params(self):
         """The discriminator weights to evaluate: the EMA when there is one."""
         if self.discriminator_ema is not None:
-            return self.discriminator_ema
+            return self.discriminator_ema.params
         return self.discriminator.params
 
 
@@ -117,7 +138,7 @@ def create_train_state(config, generator, discriminator, init_images) -> SGANSta
             discriminator, d_params, adam(config, config.learning_rate)
         ),
         key=root,
-        discriminator_ema=jax.tree.map(jnp.copy, d_params) if config.ema_decay > 0 else None,
+        discriminator_ema=create_ema(d_params, config.ema_decay),
         metric_sums=jnp.zeros(len(METRIC_NAMES), jnp.float32),
         metric_count=jnp.zeros((), jnp.int32),
         nonfinite_step=jnp.full((), -1, jnp.int32),

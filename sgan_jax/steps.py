@@ -11,7 +11,6 @@ Batches are sampled on the device from `fold_in(key, step)`.
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from sgan_jax import losses, models
 from sgan_jax.input_pipeline import scale_images
@@ -161,7 +160,7 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
         metrics["g_loss"], g_grads = jax.value_and_grad(g_loss_fn)(g_params)
         ema = state.discriminator_ema
         if ema is not None:
-            ema = optax.incremental_update(d_state.params, ema, 1.0 - config.ema_decay)
+            ema = ema.update(d_state.params, config.ema_decay)
         return state.replace(
             step=step + 1,
             generator=state.generator.apply_gradients(grads=g_grads),

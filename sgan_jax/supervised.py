@@ -41,7 +41,7 @@ def make_supervised_step(config, discriminator, shard_batch=lambda x: x):
         grads, batch_sums = jax.grad(loss_fn, has_aux=True)(network.params)
         network = network.apply_gradients(grads=grads)
         if ema is not None:
-            ema = optax.incremental_update(network.params, ema, 1.0 - config.ema_decay)
+            ema = ema.update(network.params, config.ema_decay)
         return network, ema, sums + jnp.stack(batch_sums)
 
     return step
@@ -79,7 +79,7 @@ def train_supervised(
     network = state_lib.create_network_state(
         discriminator, params, state_lib.adam(config, config.learning_rate)
     )
-    ema = jax.tree.map(jnp.copy, params) if config.ema_decay > 0 else None
+    ema = state_lib.create_ema(params, config.ema_decay)
     data = place(input_pipeline.device_data(dataset, split))
     carry = place((network, ema, jnp.zeros(3, jnp.float32)))
     step = jax.jit(make_supervised_step(config, discriminator, shard_batch), donate_argnums=0)
@@ -98,7 +98,7 @@ def train_supervised(
         history["accuracy"].append(float(correct / count))
         carry = (network, ema, jnp.zeros_like(sums))
     network, ema, _ = carry
-    eval_params = ema if ema is not None else network.params
+    eval_params = ema.params if ema is not None else network.params
     result = dict(
         test_accuracy=float(
             evaluate(eval_params, *place((dataset.test_images, dataset.test_labels)))

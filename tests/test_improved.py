@@ -59,7 +59,7 @@ def test_reported_accuracy_is_that_of_the_ema_weights(improved_run, mnist):
     )
     state = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 3).restore(30, like)
     evaluate = jax.jit(steps.make_evaluate(discriminator, "unit", 1000))
-    ema = float(evaluate(state.discriminator_ema, mnist.test_images, mnist.test_labels))
+    ema = float(evaluate(state.discriminator_ema.params, mnist.test_images, mnist.test_labels))
     raw = float(evaluate(state.discriminator.params, mnist.test_images, mnist.test_labels))
     assert ema == results["test_accuracy"]
     assert ema != raw

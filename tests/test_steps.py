@@ -110,3 +110,19 @@ def test_evaluate_counts_padding_correctly(tutorial_config, mnist):
         state.eval_params(), images, labels
     )
     np.testing.assert_allclose(whole, padded, rtol=1e-6)
+
+
+def test_debiased_ema_of_parameters():
+    """The EMA is exact from the first update: no pull towards its zero start."""
+    from sgan_jax.state import ParamsEMA
+
+    decay = 0.9
+    ema = ParamsEMA.create({"w": jnp.zeros(3)}, decay)
+    values = [1.0, 2.0, 4.0]
+    for value in values:
+        ema = ema.update({"w": jnp.full(3, value)}, decay)
+        if value == 1.0:
+            np.testing.assert_allclose(ema.params["w"], 1.0, rtol=1e-6)
+    weights = np.array([decay**2, decay, 1.0]) * (1 - decay)
+    expected = np.dot(weights, values) / weights.sum()
+    np.testing.assert_allclose(ema.params["w"], expected, rtol=1e-6)
