@@ -368,7 +368,8 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
                 _log_progress(
                     row, run.config, rate, prefix=f"seed {run.config.seed}: " if vectorized else ""
                 )
-            run.writer.write(row)
+            if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
+                run.writer.write(row)
         if is_log:
             train_seconds, steps_timed = 0.0, 0
         if is_sample:
