@@ -15,6 +15,7 @@ workdir/
 """
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -184,10 +185,9 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
     data_dir, manual_dir = input_pipeline.resolve_dirs(config)
     dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
     mesh = sharding.make_mesh(config.num_devices)
-    num_seeds = len(configs)
-    if vectorized and num_seeds % mesh.size:
+    if vectorized and len(configs) % mesh.size:
         raise ConfigError(
-            "num_devices", f"{num_seeds} seeds cannot be split over {mesh.size} devices"
+            "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
         )
     # Several seeds are spread over the devices; one seed's batch is.
     batch_devices = 1 if vectorized else mesh.size
@@ -232,95 +232,158 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
     for run in runs:
         run.writer = metrics.MetricsWriter(os.path.join(run.workdir, "metrics.jsonl"), start_step)
         run.tracker = _EvalTracker(run.writer.rows, run.config.early_stopping_patience)
-    param_counts = {
-        "generator": sum(x.size for x in jax.tree.leaves(states[0].generator.params)),
-        "discriminator": sum(x.size for x in jax.tree.leaves(states[0].discriminator.params)),
-    }
+    summary = dict(
+        params={
+            "generator": sum(x.size for x in jax.tree.leaves(states[0].generator.params)),
+            "discriminator": sum(x.size for x in jax.tree.leaves(states[0].discriminator.params)),
+        },
+        vectorized_seeds=len(configs) if vectorized else 1,
+        mesh_devices=mesh.size,
+        **origin,
+    )
+    programs = _Programs(
+        config, configs, dataset, splits, states, generator, discriminator, mesh, vectorized
+    )
+    del states
+    step = _train_loop(programs, runs, config, start_step, wall_start)
+    final_evals = programs.evaluate(with_validation=bool(config.num_validation))
+    if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
+        programs.save_samples(runs, step)
+    all_results = []
+    for i, (run, final_eval) in enumerate(zip(runs, final_evals, strict=True)):
+        saved = run.checkpointer.steps()
+        if not saved or saved[-1] != step:
+            run.checkpointer.save(step, programs.pick(programs.state, i))
+        run.checkpointer.close()
+        plots.plot_training_curves(
+            run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
+        )
+        plots.plot_supervised_loss(
+            run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
+        )
+        baseline = _supervised_baseline(run, discriminator, dataset, programs, mesh)
+        results = _results(run, step, final_eval, baseline, summary, wall_start)
+        metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
+        _print_table(results)
+        all_results.append(results)
+    return all_results
 
-    def place(tree):
-        return sharding.replicate(tree, mesh)
 
-    def place_per_seed(tree):
-        return jax.device_put(tree, sharding.batch_sharded(mesh))
+class _Programs:
+    """The jitted functions of a run and the device arrays they take: one seed's plain
+    programs, or several seeds' vmapped ones (each array then has a leading seed axis)."""
 
-    train_step = steps.make_train_step(
+    def __init__(
+        self,
         config,
+        configs,
+        dataset,
+        splits,
+        states,
         generator,
         discriminator,
-        sharding.make_shard_batch(mesh) if not vectorized else lambda x: x,
-    )
-    evaluate_one = steps.make_evaluate(discriminator, config.image_range, config.eval_batch_size)
-    generate = steps.make_generate(generator, config)
-    shared = place({"images": dataset.train_images, "labels": dataset.train_labels})
-    test_set = place((dataset.test_images, dataset.test_labels))
-    if vectorized:
-        indices = place_per_seed(
-            {
-                "labeled_idx": np.stack([s.labeled for s in splits]),
-                "unlabeled_idx": np.stack([s.unlabeled for s in splits]),
-            }
+        mesh,
+        vectorized: bool,
+    ):
+        self.vectorized = vectorized
+        self.config = config
+
+        def place_per_seed(tree):
+            return jax.device_put(tree, sharding.batch_sharded(mesh))
+
+        self.place = functools.partial(sharding.replicate, mesh=mesh)
+        train_step = steps.make_train_step(
+            config,
+            generator,
+            discriminator,
+            sharding.make_shard_batch(mesh) if not vectorized else lambda x: x,
         )
-        state = place_per_seed(_stack(states))
-        data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
-        train_step = jax.vmap(train_step, in_axes=(0, data_axes))
-        evaluate = jax.vmap(evaluate_one, in_axes=(0, None, None))
-        evaluate_validation = jax.vmap(evaluate_one, in_axes=(0, 0, 0))
-        generate = jax.vmap(generate, in_axes=(0, 0, None))
-        validation_set = place_per_seed(
-            (
-                np.stack([dataset.train_images[s.validation] for s in splits]),
-                np.stack([dataset.train_labels[s.validation] for s in splits]),
+        evaluate = steps.make_evaluate(discriminator, config.image_range, config.eval_batch_size)
+        generate = steps.make_generate(generator, config)
+        self.evaluate_one = jax.jit(evaluate)  # the baselines'
+        shared = self.place({"images": dataset.train_images, "labels": dataset.train_labels})
+        self.test_set = self.place((dataset.test_images, dataset.test_labels))
+        sample_keys = [stream(jax.random.key(c.seed), "samples") for c in configs]
+        if vectorized:
+            indices = place_per_seed(
+                {
+                    "labeled_idx": np.stack([s.labeled for s in splits]),
+                    "unlabeled_idx": np.stack([s.unlabeled for s in splits]),
+                }
             )
+            self.state = place_per_seed(_stack(states))
+            data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
+            train_step = jax.vmap(train_step, in_axes=(0, data_axes))
+            self._evaluate_test = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
+            self._evaluate_validation = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, 0)))
+            generate = jax.vmap(generate, in_axes=(0, 0, None))
+            self.validation_set = place_per_seed(
+                (
+                    np.stack([dataset.train_images[s.validation] for s in splits]),
+                    np.stack([dataset.train_labels[s.validation] for s in splits]),
+                )
+            )
+            self.sample_keys = jnp.stack(sample_keys)
+        else:
+            split = splits[0]
+            indices = self.place({"labeled_idx": split.labeled, "unlabeled_idx": split.unlabeled})
+            self.state = self.place(states[0])
+            self._evaluate_test = self._evaluate_validation = self.evaluate_one
+            self.validation_set = self.place(
+                (dataset.train_images[split.validation], dataset.train_labels[split.validation])
+            )
+            self.sample_keys = sample_keys[0]
+        self.data = {**shared, **indices}
+        self._step_once = jax.jit(train_step, donate_argnums=0)
+        self._step_many = jax.jit(
+            steps.make_train_steps(train_step), donate_argnums=0, static_argnums=2
         )
-    else:
-        indices = place({"labeled_idx": splits[0].labeled, "unlabeled_idx": splits[0].unlabeled})
-        state = place(states[0])
-        validation_set = place(
-            (
-                dataset.train_images[splits[0].validation],
-                dataset.train_labels[splits[0].validation],
-            )
-        )
-        evaluate = evaluate_validation = evaluate_one
-    del states
-    data = {**shared, **indices}
-    step_once = jax.jit(train_step, donate_argnums=0)
-    step_many = jax.jit(steps.make_train_steps(train_step), donate_argnums=0, static_argnums=2)
-    evaluate = jax.jit(evaluate)
-    evaluate_validation = jax.jit(evaluate_validation)
-    evaluate_one = jax.jit(evaluate_one)  # the baselines'
+        self._generate = jax.jit(generate, static_argnums=2)
 
-    generate = jax.jit(generate, static_argnums=2)
-    sample_keys = [stream(jax.random.key(c.seed), "samples") for c in configs]
-    sample_keys = jnp.stack(sample_keys) if vectorized else sample_keys[0]
-    steps_per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
+    def train(self, count: int) -> None:
+        """Advances the state by `count` iterations in one dispatch."""
+        if count == 1:
+            self.state = self._step_once(self.state, self.data)
+        else:
+            self.state = self._step_many(self.state, self.data, count)
 
-    def pick(tree, i):
-        return jax.tree.map(lambda x: x[i], tree) if vectorized else tree
+    def pick(self, tree, i: int):
+        """Seed i's part of a (possibly seed-batched) pytree."""
+        return jax.tree.map(lambda x: x[i], tree) if self.vectorized else tree
 
-    def save_samples(step):
-        images = np.asarray(generate(state.generator.params, sample_keys, 16))
-        for i, run in enumerate(runs):
-            plots.save_sample_grid(
-                pick(images, i), os.path.join(run.workdir, "samples", f"step_{step:07d}.png")
-            )
-
-    def evaluate_all() -> list[dict]:
-        params = state.eval_params()
-        test = np.atleast_1d(np.asarray(evaluate(params, *test_set)))
+    def evaluate(self, with_validation: bool) -> list[dict]:
+        """Per seed: test (and validation) accuracy of the evaluated weights."""
+        params = self.state.eval_params()
+        test = np.atleast_1d(np.asarray(self._evaluate_test(params, *self.test_set)))
         results = [{"test_accuracy": float(a)} for a in test]
-        if config.num_validation:
-            validation = np.atleast_1d(np.asarray(evaluate_validation(params, *validation_set)))
-            for result, accuracy in zip(results, validation, strict=True):
+        if with_validation:
+            validation = self._evaluate_validation(params, *self.validation_set)
+            for result, accuracy in zip(
+                results, np.atleast_1d(np.asarray(validation)), strict=True
+            ):
                 result["validation_accuracy"] = float(accuracy)
         return results
 
+    def save_samples(self, runs, step: int) -> None:
+        images = np.asarray(self._generate(self.state.generator.params, self.sample_keys, 16))
+        for i, run in enumerate(runs):
+            plots.save_sample_grid(
+                self.pick(images, i),
+                os.path.join(run.workdir, "samples", f"step_{step:07d}.png"),
+            )
+
+
+def _train_loop(
+    programs: _Programs, runs: list[_Run], config, start_step: int, wall_start: float
+) -> int:
+    """Trains until num_iterations (or early stopping); returns the last step."""
+    steps_per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
     step = start_step
     train_seconds, steps_timed = 0.0, 0
     mark, last_boundary = time.time(), step
     while step < config.num_iterations and not any(r.tracker.should_stop for r in runs):
         count = min(steps_per_dispatch, _steps_to_next_boundary(step, config))
-        state = step_once(state, data) if count == 1 else step_many(state, data, count)
+        programs.train(count)
         step += count
         final = step == config.num_iterations
         is_log = _is_boundary(step, config.log_every) or final
@@ -329,6 +392,7 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
         is_checkpoint = _is_boundary(step, config.checkpoint_every) or final
         if not (is_log or is_eval or is_sample or is_checkpoint):
             continue
+        state = programs.state
         host = jax.device_get(
             dict(
                 nonfinite_step=state.nonfinite_step,
@@ -343,90 +407,73 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
         steps_timed += step - last_boundary
         rate = steps_timed / train_seconds if train_seconds else float("nan")
         for i, run in enumerate(runs):
-            seed_host = pick(host, i)
-            if seed_host["nonfinite_step"] >= 0:
-                saved = run.checkpointer.steps()
-                raise NonFiniteError(
-                    int(seed_host["nonfinite_step"]) + 1,
-                    METRIC_NAMES[int(seed_host["nonfinite_metric"])],
-                    float(seed_host["nonfinite_value"]),
-                    saved[-1] if saved else None,
-                )
-        evals = evaluate_all() if is_eval else [{} for _ in runs]
+            _check_finite(programs.pick(host, i), run)
+        evals = programs.evaluate(bool(config.num_validation)) if is_eval else [{}] * len(runs)
         for i, run in enumerate(runs):
-            seed_host = pick(host, i)
+            seed_host = programs.pick(host, i)
             row = {"step": step}
             if is_log:
                 means = seed_host["metric_sums"] / max(int(seed_host["metric_count"]), 1)
                 row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
             row.update(evals[i])
             if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
-                run.best_checkpointer.save(step, pick(state, i))
+                run.best_checkpointer.save(step, programs.pick(state, i))
             if is_log:
                 row["it_per_s"] = rate
                 row["elapsed_seconds"] = time.time() - wall_start
-                _log_progress(
-                    row, run.config, rate, prefix=f"seed {run.config.seed}: " if vectorized else ""
-                )
+                prefix = f"seed {run.config.seed}: " if programs.vectorized else ""
+                _log_progress(row, run.config, rate, prefix)
             if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
                 run.writer.write(row)
         if is_log:
             train_seconds, steps_timed = 0.0, 0
         if is_sample:
-            save_samples(step)
+            programs.save_samples(runs, step)
         if is_checkpoint or any(r.tracker.should_stop for r in runs):
             for i, run in enumerate(runs):
-                run.checkpointer.save(step, pick(state, i))
+                run.checkpointer.save(step, programs.pick(state, i))
         mark, last_boundary = time.time(), step
+    return step
 
-    final_evals = evaluate_all()
-    if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
-        save_samples(step)
-    for i, run in enumerate(runs):
+
+def _check_finite(host: dict, run: _Run) -> None:
+    if host["nonfinite_step"] >= 0:
         saved = run.checkpointer.steps()
-        if not saved or saved[-1] != step:
-            run.checkpointer.save(step, pick(state, i))
-        run.checkpointer.close()
-        plots.plot_training_curves(
-            run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
-        )
-        plots.plot_supervised_loss(
-            run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
+        raise NonFiniteError(
+            int(host["nonfinite_step"]) + 1,
+            METRIC_NAMES[int(host["nonfinite_metric"])],
+            float(host["nonfinite_value"]),
+            saved[-1] if saved else None,
         )
 
-    all_results = []
-    for run, final_eval in zip(runs, final_evals, strict=True):
-        baseline = _supervised_baseline(run, discriminator, dataset, evaluate_one, place, mesh)
-        results = dict(
-            dataset=run.config.dataset,
-            num_labeled=run.config.num_labeled,
-            label_selection=run.config.label_selection,
-            seed=run.config.seed,
-            data_seed=run.config.data_seed,
-            num_iterations=run.config.num_iterations,
-            final_step=step,
-            stopped_early=step < run.config.num_iterations,
-            test_accuracy=final_eval["test_accuracy"],
-            supervised_test_accuracy=baseline.get("test_accuracy"),
-            params=param_counts,
-            wall_seconds=time.time() - wall_start,
-            vectorized_seeds=num_seeds if vectorized else 1,
-            mesh_devices=mesh.size,
-            **origin,
+
+def _results(
+    run: _Run, step: int, final_eval: dict, baseline: dict, summary: dict, wall_start: float
+) -> dict:
+    results = dict(
+        dataset=run.config.dataset,
+        num_labeled=run.config.num_labeled,
+        label_selection=run.config.label_selection,
+        seed=run.config.seed,
+        data_seed=run.config.data_seed,
+        num_iterations=run.config.num_iterations,
+        final_step=step,
+        stopped_early=step < run.config.num_iterations,
+        test_accuracy=final_eval["test_accuracy"],
+        supervised_test_accuracy=baseline.get("test_accuracy"),
+        wall_seconds=time.time() - wall_start,
+        **summary,
+    )
+    if run.config.num_validation:
+        best = run.tracker.best or {}
+        results.update(
+            validation_accuracy=final_eval["validation_accuracy"],
+            best_validation_accuracy=best.get("validation_accuracy"),
+            best_validation_step=best.get("step"),
+            selected_test_accuracy=best.get("test_accuracy"),
+            supervised_validation_accuracy=baseline.get("validation_accuracy"),
         )
-        if run.config.num_validation:
-            best = run.tracker.best or {}
-            results.update(
-                validation_accuracy=final_eval["validation_accuracy"],
-                best_validation_accuracy=best.get("validation_accuracy"),
-                best_validation_step=best.get("step"),
-                selected_test_accuracy=best.get("test_accuracy"),
-                supervised_validation_accuracy=baseline.get("validation_accuracy"),
-            )
-        metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
-        _print_table(results)
-        all_results.append(results)
-    return all_results
+    return results
 
 
 def _restore(runs: list[_Run], states: list, num_iterations: int) -> int:
@@ -478,7 +525,7 @@ def _log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
     )
 
 
-def _supervised_baseline(run: _Run, discriminator, dataset, evaluate, place, mesh) -> dict:
+def _supervised_baseline(run: _Run, discriminator, dataset, programs: _Programs, mesh) -> dict:
     """The baseline's result, trained once per workdir (supervised.json keeps it)."""
     if not run.config.supervised_epochs:
         return {}
@@ -490,8 +537,8 @@ def _supervised_baseline(run: _Run, discriminator, dataset, evaluate, place, mes
         discriminator,
         dataset,
         run.split,
-        evaluate,
-        place,
+        programs.evaluate_one,
+        programs.place,
         sharding.make_shard_batch(mesh),
     )
     metrics.atomic_write_json(path, result)
