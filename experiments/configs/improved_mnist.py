@@ -43,7 +43,10 @@ def get_config():
     config.adam_eps_root = 1e-8
     config.generator_loss = "feature_matching"
     config.unlabeled_weight = 1.0
-    config.ema_decay = 0.999
+    # Evaluation uses the moving average of D's weights, 1e-4 per step as in the paper's code
+    # (debiased here, so it is a true average from the first step on). For runs much shorter
+    # than the paper's 180k steps, 0.999 forgets the early weights sooner.
+    config.ema_decay = 0.9999
     config.supervised_epochs = 300
 
     # Loop: an epoch is 600 steps.
