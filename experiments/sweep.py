@@ -29,6 +29,7 @@ flags.DEFINE_bool(
     "vary_data_seed", True, "Set data_seed = seed, so each seed also draws its own labeled set."
 )
 cli.define_config_flag(_DEFAULT_CONFIG)
+cli.define_distributed_flags()
 
 
 def _integers(name: str, values: list[str]) -> list[int]:
@@ -45,6 +46,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     cli.quiet_library_logs()
+    cli.maybe_initialize_distributed()
     cli.run_cleanly(
         lambda: sweep.run_sweep(
             flags.FLAGS.config,

@@ -21,12 +21,14 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 flags.mark_flag_as_required("workdir")
 cli.define_config_flag(_DEFAULT_CONFIG)
+cli.define_distributed_flags()
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     cli.quiet_library_logs()
+    cli.maybe_initialize_distributed()
     cli.run_cleanly(lambda: train.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir))
 
 

@@ -7,6 +7,8 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from sgan_jax import sharding
+
 
 def _to_saveable(state):
     # Typed PRNG keys are stored as their raw uint32 data.
@@ -90,8 +92,10 @@ class Checkpointer:
     def _set_aside(self, step: int) -> str:
         """Moves an unreadable checkpoint out of the manager's sight (kept for inspection)."""
         path = os.path.join(self._directory, str(step))
-        aside = f"{path}.unreadable.{int(time.time())}"
-        os.replace(path, aside)
+        aside = f"{path}.unreadable"
+        if sharding.is_primary():
+            os.replace(path, aside if not os.path.exists(aside) else f"{aside}.{time.time_ns()}")
+        sharding.sync(f"sgan_jax:set_aside:{step}")
         self._manager.reload()
         return aside
 

@@ -32,6 +32,23 @@ def quiet_library_logs() -> None:
     logging.get_absl_handler().addFilter(_DropLibraryInfo())
 
 
+def define_distributed_flags() -> None:
+    """Flags for runs over several processes (hosts); see `sharding.initialize_distributed`."""
+    flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first.")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (or detected).")
+    flags.DEFINE_integer("num_processes", None, "Number of processes (or detected).")
+    flags.DEFINE_integer("process_id", None, "This process's index (or detected).")
+
+
+def maybe_initialize_distributed() -> None:
+    if flags.FLAGS.distributed:
+        from sgan_jax import sharding
+
+        sharding.initialize_distributed(
+            flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id
+        )
+
+
 def define_config_flag(default_path: str) -> None:
     """`--config` (a locked ml_collections config file) and its `--config.KEY=VALUE` overrides.
 

@@ -66,13 +66,17 @@ class MetricsWriter:
     that of a run that was never interrupted.
     """
 
-    def __init__(self, path: str, resume_step: int = 0):
+    def __init__(self, path: str, resume_step: int = 0, write: bool = True):
         self.path = path
+        self.enabled = write  # False in the processes of a multi-host run that write no files
         self.rows = [row for row in read_rows(path) if row["step"] <= resume_step]
-        atomic_write_text(path, "".join(json.dumps(_json_safe(r)) + "\n" for r in self.rows))
+        if self.enabled:
+            atomic_write_text(path, "".join(json.dumps(_json_safe(r)) + "\n" for r in self.rows))
 
     def write(self, row: dict) -> None:
         self.rows.append(row)
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(_json_safe(row)) + "\n")
             f.flush()

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sgan_jax import input_pipeline
+from sgan_jax import input_pipeline, sharding
 from sgan_jax import state as state_lib
 
 
@@ -93,7 +93,7 @@ def train_supervised(
         for batch in range(num_batches):
             carry = step(carry, data, order, batch)
         network, ema, sums = carry
-        loss_sum, correct, count = np.asarray(jax.device_get(sums))
+        loss_sum, correct, count = np.asarray(sharding.to_host(sums))
         history["loss"].append(float(loss_sum / count))
         history["accuracy"].append(float(correct / count))
         carry = (network, ema, jnp.zeros_like(sums))
@@ -101,7 +101,9 @@ def train_supervised(
     eval_params = ema.params if ema is not None else network.params
     result = dict(
         test_accuracy=float(
-            evaluate(eval_params, *place((dataset.test_images, dataset.test_labels)))
+            sharding.to_host(
+                evaluate(eval_params, *place((dataset.test_images, dataset.test_labels)))
+            )
         ),
         history=history,
         epochs=config.supervised_epochs,
@@ -110,6 +112,6 @@ def train_supervised(
         validation = place(
             (dataset.train_images[split.validation], dataset.train_labels[split.validation])
         )
-        result["validation_accuracy"] = float(evaluate(eval_params, *validation))
+        result["validation_accuracy"] = float(sharding.to_host(evaluate(eval_params, *validation)))
     result["wall_seconds"] = time.time() - start
     return result

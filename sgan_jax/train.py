@@ -75,9 +75,10 @@ def prepare_workdir(workdir: str, config) -> None:
             raise ConfigError(
                 "config", f"differs from {path} in {details}; use a new workdir to start over"
             )
-    for folder in ("samples", "plots"):
-        os.makedirs(os.path.join(workdir, folder), exist_ok=True)
-    metrics.atomic_write_json(path, current)
+    if sharding.is_primary():
+        for folder in ("samples", "plots"):
+            os.makedirs(os.path.join(workdir, folder), exist_ok=True)
+        metrics.atomic_write_json(path, current)
 
 
 def _format_duration(seconds: float) -> str:
@@ -183,7 +184,11 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
         config_checks.check_config(c)
     origin = provenance.provenance()  # the code that runs, before anything changes it
     data_dir, manual_dir = input_pipeline.resolve_dirs(config)
-    dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
+    if sharding.is_primary():  # prepares the dataset if needed; the other processes wait
+        dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
+    sharding.sync("sgan_jax:dataset")
+    if not sharding.is_primary():
+        dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
     mesh = sharding.make_mesh(config.num_devices)
     if vectorized and len(configs) % mesh.size:
         raise ConfigError(
@@ -230,7 +235,9 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
     ]
     start_step = _restore(runs, states, config.num_iterations)
     for run in runs:
-        run.writer = metrics.MetricsWriter(os.path.join(run.workdir, "metrics.jsonl"), start_step)
+        run.writer = metrics.MetricsWriter(
+            os.path.join(run.workdir, "metrics.jsonl"), start_step, write=sharding.is_primary()
+        )
         run.tracker = _EvalTracker(run.writer.rows, run.config.early_stopping_patience)
     summary = dict(
         params={
@@ -255,16 +262,17 @@ def _train(configs, workdirs, vectorized: bool) -> list[dict]:
         if not saved or saved[-1] != step:
             run.checkpointer.save(step, programs.pick(programs.state, i))
         run.checkpointer.close()
-        plots.plot_training_curves(
-            run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
-        )
-        plots.plot_supervised_loss(
-            run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
-        )
         baseline = _supervised_baseline(run, discriminator, dataset, programs, mesh)
         results = _results(run, step, final_eval, baseline, summary, wall_start)
-        metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
-        _print_table(results)
+        if sharding.is_primary():
+            plots.plot_training_curves(
+                run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
+            )
+            plots.plot_supervised_loss(
+                run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
+            )
+            metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
+            _print_table(results)
         all_results.append(results)
     return all_results
 
@@ -289,7 +297,7 @@ class _Programs:
         self.config = config
 
         def place_per_seed(tree):
-            return jax.device_put(tree, sharding.batch_sharded(mesh))
+            return sharding.split_leading_axis(tree, mesh)
 
         self.place = functools.partial(sharding.replicate, mesh=mesh)
         train_step = steps.make_train_step(
@@ -354,18 +362,20 @@ class _Programs:
     def evaluate(self, with_validation: bool) -> list[dict]:
         """Per seed: test (and validation) accuracy of the evaluated weights."""
         params = self.state.eval_params()
-        test = np.atleast_1d(np.asarray(self._evaluate_test(params, *self.test_set)))
+        test = np.atleast_1d(sharding.to_host(self._evaluate_test(params, *self.test_set)))
         results = [{"test_accuracy": float(a)} for a in test]
         if with_validation:
             validation = self._evaluate_validation(params, *self.validation_set)
             for result, accuracy in zip(
-                results, np.atleast_1d(np.asarray(validation)), strict=True
+                results, np.atleast_1d(sharding.to_host(validation)), strict=True
             ):
                 result["validation_accuracy"] = float(accuracy)
         return results
 
     def save_samples(self, runs, step: int) -> None:
-        images = np.asarray(self._generate(self.state.generator.params, self.sample_keys, 16))
+        images = sharding.to_host(self._generate(self.state.generator.params, self.sample_keys, 16))
+        if not sharding.is_primary():
+            return
         for i, run in enumerate(runs):
             plots.save_sample_grid(
                 self.pick(images, i),
@@ -393,7 +403,7 @@ def _train_loop(
         if not (is_log or is_eval or is_sample or is_checkpoint):
             continue
         state = programs.state
-        host = jax.device_get(
+        host = sharding.to_host(
             dict(
                 nonfinite_step=state.nonfinite_step,
                 nonfinite_metric=state.nonfinite_metric,
@@ -421,8 +431,9 @@ def _train_loop(
             if is_log:
                 row["it_per_s"] = rate
                 row["elapsed_seconds"] = time.time() - wall_start
-                prefix = f"seed {run.config.seed}: " if programs.vectorized else ""
-                _log_progress(row, run.config, rate, prefix)
+                if sharding.is_primary():
+                    prefix = f"seed {run.config.seed}: " if programs.vectorized else ""
+                    _log_progress(row, run.config, rate, prefix)
             if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
                 run.writer.write(row)
         if is_log:
@@ -530,6 +541,7 @@ def _supervised_baseline(run: _Run, discriminator, dataset, programs: _Programs,
     if not run.config.supervised_epochs:
         return {}
     path = os.path.join(run.workdir, "supervised.json")
+    sharding.sync("sgan_jax:baseline")  # every process looks for supervised.json at once
     if os.path.exists(path):
         return metrics.read_json(path)
     result = supervised.train_supervised(
@@ -541,11 +553,12 @@ def _supervised_baseline(run: _Run, discriminator, dataset, programs: _Programs,
         programs.place,
         sharding.make_shard_batch(mesh),
     )
-    metrics.atomic_write_json(path, result)
-    plots.plot_baseline_history(
-        result["history"], os.path.join(run.workdir, "plots", "supervised_baseline.png")
-    )
-    logging.info("Supervised baseline: test accuracy %.4f", result["test_accuracy"])
+    if sharding.is_primary():
+        metrics.atomic_write_json(path, result)
+        plots.plot_baseline_history(
+            result["history"], os.path.join(run.workdir, "plots", "supervised_baseline.png")
+        )
+        logging.info("Supervised baseline: test accuracy %.4f", result["test_accuracy"])
     return result
 
 

@@ -75,3 +75,55 @@ def test_four_devices_equal_one(mnist, tmp_path):
             abs(summary["spread"][seed]["test_accuracy"] - summary["packed"][seed]["test_accuracy"])
             <= 5e-3
         )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
+    """Multi-host, on one machine: 2 processes of 1 CPU device each (jax.distributed over
+    localhost) train like 1 process with 2 devices; only process 0 writes files."""
+    from .conftest import TINY, cli_env, read_results, read_rows, run_script
+
+    args = (*TINY, "--config.supervised_epochs=1")
+    run_script(
+        "train.py",
+        f"--workdir={tmp_path / 'one'}",
+        *args,
+        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    )
+    port = _free_port()
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                os.path.join(REPO, "experiments", "train.py"),
+                f"--workdir={tmp_path / 'two'}",
+                *args,
+                "--distributed",
+                f"--coordinator_address=localhost:{port}",
+                "--num_processes=2",
+                f"--process_id={i}",
+            ],
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=900) for p in processes]
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err[-4000:]
+    assert "SGAN" in outputs[0][0] and "SGAN" not in outputs[1][0]  # one results table
+    one, two = read_results(tmp_path / "one"), read_results(tmp_path / "two")
+    assert one["mesh_devices"] == two["mesh_devices"] == 2
+    _close(read_rows(tmp_path / "two"), read_rows(tmp_path / "one"))
+    assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 5e-3
+    assert abs(one["supervised_test_accuracy"] - two["supervised_test_accuracy"]) <= 5e-3
+    assert sorted(os.listdir(tmp_path / "two" / "checkpoints")) == ["20", "30", "40"]
