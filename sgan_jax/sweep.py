@@ -5,6 +5,7 @@ run whose results.json exists for the same config is skipped; an unfinished one 
 checkpoints. The sweep writes results.csv, summary.md and accuracy_vs_labels.png.
 """
 
+import collections
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from sgan_jax import metrics, plots, train
+from sgan_jax.errors import ConfigError
 
 CSV_COLUMNS = ("num_labeled", "seed", "method", "test_accuracy", "wall_seconds")
 
@@ -124,6 +126,40 @@ def summary_markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def read_results_csv(path: str) -> list[dict]:
+    with open(path, newline="") as f:
+        return [
+            dict(
+                num_labeled=int(row["num_labeled"]),
+                seed=int(row["seed"]),
+                method=row["method"],
+                test_accuracy=float(row["test_accuracy"]),
+                wall_seconds=float(row["wall_seconds"]),
+            )
+            for row in csv.DictReader(f)
+        ]
+
+
+def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
+    """One results.csv, summary.md and plot from the results.csv of several sweeps, e.g. the
+    small budgets and the all-label upper bound, run with different settings or machines."""
+    rows = []
+    for sweep_dir in sweep_dirs:
+        path = os.path.join(sweep_dir, "results.csv")
+        if not os.path.exists(path):
+            raise ConfigError("sweeps", f"{path} does not exist")
+        rows += read_results_csv(path)
+    counts = collections.Counter((r["num_labeled"], r["seed"], r["method"]) for r in rows)
+    repeated = sorted(key for key, count in counts.items() if count > 1)
+    if repeated:
+        raise ConfigError("sweeps", f"(num_labeled, seed, method) {repeated[0]} is in two sweeps")
+    train.create_workdir(workdir)
+    rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
+    summary = write_outputs(workdir, rows, title)
+    print(summary_markdown(summary, title), flush=True)
+    return summary
+
+
 def write_outputs(workdir: str, rows: list[dict], title: str) -> dict:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -145,7 +181,7 @@ def run_sweep(
     vary_data_seed: bool = True,
 ) -> dict:
     """Trains every missing (num_labeled, seed) run, then writes the sweep's three files."""
-    os.makedirs(workdir, exist_ok=True)
+    train.create_workdir(workdir)
     groups = []  # runs trained in one go: one seed each, or all seeds of a budget together
     for num_labeled in budgets:
         pending = []

@@ -51,14 +51,18 @@ def _config_dict(config) -> dict:
     return json.loads(json.dumps(config.to_dict()))
 
 
-def prepare_workdir(workdir: str, config) -> None:
-    """Creates the workdir and records the config, refusing one that differs from a saved one."""
+def create_workdir(workdir: str) -> None:
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as error:
         raise ConfigError("workdir", f"cannot create {workdir}: {error.strerror}") from None
     if not os.access(workdir, os.W_OK):
         raise ConfigError("workdir", f"{workdir} is not writable")
+
+
+def prepare_workdir(workdir: str, config) -> None:
+    """Creates the workdir and records the config, refusing one that differs from a saved one."""
+    create_workdir(workdir)
     path = os.path.join(workdir, "config.json")
     current = _config_dict(config)
     if os.path.exists(path):

@@ -100,3 +100,44 @@ def test_vmapped_seeds_equal_separate_runs(mnist, tmp_path):
         )
     assert read_rows(tmp_path / "v0")[0] != read_rows(tmp_path / "v1")[0]
     assert os.path.exists(tmp_path / "v1" / "samples" / "step_0000020.png")
+
+
+def test_merge_sweeps_rebuilds_the_table_and_refuses_repeats(sweep_dir, tmp_path):
+    with open(sweep_dir / "results.csv") as f:
+        header, *lines = f.read().splitlines()
+    for budget in ("20", "100"):  # split the sweep in two, by budget
+        part = tmp_path / f"part{budget}"
+        part.mkdir()
+        rows = [line for line in lines if line.split(",")[0] == budget]
+        (part / "results.csv").write_text("\n".join([header, *rows]) + "\n")
+    merged = tmp_path / "merged"
+    run_script(
+        "merge_sweeps.py",
+        f"--sweeps={tmp_path / 'part100'},{tmp_path / 'part20'}",
+        f"--workdir={merged}",
+    )
+    with open(merged / "results.csv") as f:
+        merged_rows = list(csv.DictReader(f))
+    with open(sweep_dir / "results.csv") as f:
+        original_rows = list(csv.DictReader(f))
+    key = lambda r: (int(r["num_labeled"]), int(r["seed"]), r["method"])  # noqa: E731
+    assert [key(r) for r in merged_rows] == sorted(key(r) for r in original_rows)
+    by_key = {key(r): r for r in original_rows}
+    for row in merged_rows:
+        assert float(row["test_accuracy"]) == float(by_key[key(row)]["test_accuracy"])
+
+    def table(path):
+        return [line for line in path.read_text().splitlines() if line.startswith("| ")]
+
+    assert table(merged / "summary.md") == table(sweep_dir / "summary.md")
+    assert (merged / "accuracy_vs_labels.png").stat().st_size > 10_000
+
+    again = run_script(
+        "merge_sweeps.py",
+        f"--sweeps={sweep_dir},{tmp_path / 'part20'}",
+        f"--workdir={tmp_path / 'repeat'}",
+        check=False,
+    )
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.strip().splitlines()[-1].startswith("error: sweeps:")
+    assert not (tmp_path / "repeat").exists()

@@ -1,0 +1,37 @@
+"""One table and plot from several sweeps' results.csv.
+
+python experiments/merge_sweeps.py --sweeps=DIR1,DIR2,... --workdir=OUT [--title=...]
+
+Writes OUT/results.csv, OUT/summary.md and OUT/accuracy_vs_labels.png, as sweep.py does. A
+(num_labeled, seed, method) found in two sweeps is refused.
+"""
+
+import os
+import sys
+
+# Run as a script: put the repo root on the path, as the other entry points do.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from sgan_jax import cli, sweep  # noqa: E402
+
+flags.DEFINE_list("sweeps", None, "Sweep workdirs whose results.csv to merge.")
+flags.DEFINE_string("workdir", None, "Where the merged files go.")
+flags.DEFINE_string("title", "Accuracy vs labels", "Title of the table and the plot.")
+flags.mark_flag_as_required("sweeps")
+flags.mark_flag_as_required("workdir")
+
+
+def _run():
+    sweep.merge_sweeps(flags.FLAGS.sweeps, flags.FLAGS.workdir, flags.FLAGS.title)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    cli.run_cleanly(_run)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.parse_flags)
