@@ -13,7 +13,18 @@ from sgan_jax import models, state
 
 from .conftest import REPO
 
-KERAS_SGAN = os.path.join(REPO, "..", "shared", "baselines", "keras_sgan.py")
+# ../shared next to the repo; else next to the data folder SGAN_MANUAL_DIR names.
+KERAS_SGAN = next(
+    (
+        path
+        for path in (
+            os.path.join(REPO, "..", "shared", "baselines", "keras_sgan.py"),
+            os.path.join(os.environ.get("SGAN_MANUAL_DIR", ""), "..", "baselines", "keras_sgan.py"),
+        )
+        if os.path.exists(path)
+    ),
+    os.path.join(REPO, "..", "shared", "baselines", "keras_sgan.py"),
+)
 
 
 def param_count(params) -> int:
