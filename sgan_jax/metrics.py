@@ -9,11 +9,23 @@ import tempfile
 TIMING_FIELDS = ("it_per_s", "elapsed_seconds")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # os.umask can only be read by setting it, so once, at import
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Writes via a temporary file in the same folder and a rename: never half a file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=os.path.basename(path))
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would, so results
+        # on shared storage stay readable by the group as the user's umask intends.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
