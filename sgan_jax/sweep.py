@@ -15,7 +15,7 @@ import time
 import numpy as np
 from absl import logging
 
-from sgan_jax import metrics, plots, train
+from sgan_jax import metrics, plots, sharding, train
 from sgan_jax.errors import ConfigError
 
 CSV_COLUMNS = ("num_labeled", "seed", "method", "test_accuracy", "wall_seconds")
@@ -216,6 +216,8 @@ def run_sweep(
         f"{base_config.dataset}: {base_config.model} recipe, "
         f"{base_config.num_iterations} iterations"
     )
+    if not sharding.is_primary():  # in a multi-process sweep, process 0 writes the files
+        return summarise(rows)
     summary = write_outputs(workdir, rows, title)
     print(summary_markdown(summary, title), flush=True)
     return summary
