@@ -58,6 +58,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(key, f"must be in [0, 1); got {config[key]}")
     if config.generator_learning_rate is not None and not config.generator_learning_rate > 0:
         raise ConfigError("generator_learning_rate", "must be > 0 (or unset)")
+    if not 0 <= config.lr_decay_start <= 1:
+        raise ConfigError("lr_decay_start", f"must be in [0, 1]; got {config.lr_decay_start}")
     if config.keep_checkpoints < 1:
         raise ConfigError("keep_checkpoints", f"must be >= 1; got {config.keep_checkpoints}")
     if config.early_stopping_patience and not config.num_validation:

@@ -85,6 +85,7 @@ class ImprovedMLPGenerator(nn.Module):
     image_range: str = "unit"
     hidden_sizes: Sequence[int] = (500, 500)
     weight_norm: bool = True
+    data_init: bool = False  # the first Improved-GAN MNIST code initialises the output from data
 
     @nn.compact
     def __call__(self, z, train: bool = True):
@@ -94,7 +95,7 @@ class ImprovedMLPGenerator(nn.Module):
             x = nn.softplus(BatchStatNorm()(x))
         num_pixels = math.prod(self.image_shape)
         if self.weight_norm:
-            x = WeightNormDense(num_pixels, data_init=False, train_scale=True)(x)
+            x = WeightNormDense(num_pixels, data_init=self.data_init, train_scale=True)(x)
         else:
             x = nn.Dense(num_pixels, kernel_init=glorot_uniform)(x)
         return OUTPUT_ACTIVATIONS[self.image_range](x).reshape(-1, *self.image_shape)
@@ -209,7 +210,12 @@ def create_models(config: ml_collections.ConfigDict, image_shape, num_classes: i
         )
     if config.model == "improved" and image_shape == (28, 28, 1):
         return (
-            ImprovedMLPGenerator(image_shape, config.image_range, weight_norm=config.weight_norm),
+            ImprovedMLPGenerator(
+                image_shape,
+                config.image_range,
+                weight_norm=config.weight_norm,
+                data_init=config.generator_data_init,
+            ),
             ImprovedMLPDiscriminator(
                 num_classes,
                 input_noise=config.d_input_noise,

@@ -85,13 +85,33 @@ class SGANState:
         return self.discriminator.params
 
 
-def adam(config, learning_rate: float) -> optax.GradientTransformation:
+def adam(config, learning_rate) -> optax.GradientTransformation:
+    """Adam with the config's moments and epsilons; `learning_rate` may be a schedule."""
     return optax.adam(
         learning_rate,
         b1=config.adam_b1,
         b2=config.adam_b2,
         eps=config.adam_eps,
         eps_root=config.adam_eps_root,
+    )
+
+
+def learning_rate_schedule(config, learning_rate: float):
+    """`learning_rate`, constant until `lr_decay_start * num_iterations`, then linearly to 0.
+
+    A constant rate stays a float, so the optimiser state has no schedule counter.
+    """
+    if config.lr_decay_start >= 1 or not config.num_iterations:
+        return learning_rate
+    decay_start = int(config.lr_decay_start * config.num_iterations)
+    return optax.schedules.join_schedules(
+        [
+            optax.schedules.constant_schedule(learning_rate),
+            optax.schedules.linear_schedule(
+                learning_rate, 0.0, config.num_iterations - decay_start
+            ),
+        ],
+        [decay_start],
     )
 
 
@@ -133,9 +153,13 @@ def create_train_state(config, generator, discriminator, init_images) -> SGANSta
     g_learning_rate = config.generator_learning_rate or config.learning_rate
     return SGANState(
         step=jnp.zeros((), jnp.int32),
-        generator=create_network_state(generator, g_params, adam(config, g_learning_rate)),
+        generator=create_network_state(
+            generator, g_params, adam(config, learning_rate_schedule(config, g_learning_rate))
+        ),
         discriminator=create_network_state(
-            discriminator, d_params, adam(config, config.learning_rate)
+            discriminator,
+            d_params,
+            adam(config, learning_rate_schedule(config, config.learning_rate)),
         ),
         key=root,
         discriminator_ema=create_ema(d_params, config.ema_decay),

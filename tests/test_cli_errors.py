@@ -20,6 +20,7 @@ CASES = [
     ("unsupported_image_shape", ["--config.dataset=stl10"], "dataset"),
     ("batch_size_zero", ["--config.batch_size=0"], "batch_size"),
     ("num_iterations_negative", ["--config.num_iterations=-1"], "num_iterations"),
+    ("lr_decay_start_above_one", ["--config.lr_decay_start=1.5"], "lr_decay_start"),
     ("unknown_config_key", ["--config.no_such_key=1"], "no_such_key"),
     ("mistyped_value", ["--config.batch_size=many"], "batch_size"),
 ]

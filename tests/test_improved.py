@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from sgan_jax import checkpointing, input_pipeline, models, steps, train
+from sgan_jax import state as state_lib
 from sgan_jax.state import create_train_state
 
 from .conftest import load_config, read_rows, tiny
@@ -85,6 +86,37 @@ def test_generator_loss_is_feature_matching(improved_config, mnist):
     assert fm >= 0 and fm != ns
     # Identical discriminator updates: only the generator's objective differs.
     np.testing.assert_array_equal(feature_matching.metric_sums[:4], non_saturating.metric_sums[:4])
+
+
+def test_learning_rates_decay_linearly_to_zero(improved_config, mnist):
+    """lr_decay_start=0.5 of 4 iterations: full rate for updates 0-2, half for update 3, and 0
+    from the end on, for both networks."""
+    config = tiny(improved_config, batch_size=50, init_batch_size=50)
+    with config.unlocked():
+        config.num_iterations = 4
+        config.lr_decay_start = 0.5
+    schedule = state_lib.learning_rate_schedule(config, 3e-3)
+    np.testing.assert_allclose([schedule(i) for i in range(6)], [3e-3] * 3 + [1.5e-3, 0, 0])
+    generator, discriminator = models.create_models(config, (28, 28, 1), 10)
+    split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
+    images = input_pipeline.scale_images(mnist.train_images[:50], "unit")
+    state = create_train_state(config, generator, discriminator, images)
+    data = jax.device_put(input_pipeline.device_data(mnist, split))
+    train_step = jax.jit(steps.make_train_step(config, generator, discriminator))
+    history = [state]
+    for _ in range(5):
+        history.append(train_step(history[-1], data))
+
+    def moved(a, b):
+        return any(
+            not np.array_equal(x, y)
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+
+    for network in ("generator", "discriminator"):
+        params = [getattr(s, network).params for s in history]
+        assert moved(params[3], params[4]), network  # update 3: half the rate
+        assert not moved(params[4], params[5]), network  # update 4: rate 0
 
 
 def test_chunked_dispatch_matches_single_steps(mnist, tmp_path):

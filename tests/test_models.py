@@ -129,6 +129,26 @@ def test_weight_norm_data_dependent_init(improved_config):
     assert jnp.allclose(pre.std(0), 1, atol=1e-3)
 
 
+def test_generator_output_data_dependent_init(improved_config):
+    """generator_data_init: each pixel's pre-sigmoid value has mean 0 and std 1 on the init
+    batch (BatchStatNorm uses the batch's statistics, so applying to that batch reproduces it)."""
+    with improved_config.unlocked():
+        improved_config.generator_data_init = True
+    generator, _ = models.create_models(improved_config, (28, 28, 1), 10)
+    z = models.sample_latent(jax.random.key(3), 500, 100, "uniform")
+    params = generator.init({"params": jax.random.key(0)}, z)
+    logits = jax.scipy.special.logit(generator.apply(params, z).reshape(500, -1))
+    assert jnp.allclose(logits.mean(0), 0, atol=1e-3)
+    assert jnp.allclose(logits.std(0), 1, atol=1e-2)
+    with improved_config.unlocked():
+        improved_config.generator_data_init = False
+    generator, _ = models.create_models(improved_config, (28, 28, 1), 10)
+    logits = jax.scipy.special.logit(
+        generator.apply(generator.init({"params": jax.random.key(0)}, z), z)
+    )
+    assert not jnp.allclose(logits.reshape(500, -1).std(0), 1, atol=1e-2)
+
+
 def test_gaussian_noise_only_in_training(improved_config):
     _, discriminator, s = init(improved_config, batch=8)
     x = jax.random.uniform(jax.random.key(2), (4, 28, 28, 1))

@@ -85,25 +85,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
-    """Multi-host, on one machine: 2 processes of 1 CPU device each (jax.distributed over
-    localhost) train like 1 process with 2 devices; only process 0 writes files."""
-    from .conftest import TINY, cli_env, read_results, read_rows, run_script
+def _run_two_processes(script: str, *args) -> list[tuple[str, str]]:
+    """Runs experiments/<script> as 2 jax.distributed processes on localhost; their outputs."""
+    from .conftest import cli_env
 
-    args = (*TINY, "--config.supervised_epochs=1")
-    run_script(
-        "train.py",
-        f"--workdir={tmp_path / 'one'}",
-        *args,
-        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
-    )
     port = _free_port()
     processes = [
         subprocess.Popen(
             [
                 sys.executable,
-                os.path.join(REPO, "experiments", "train.py"),
-                f"--workdir={tmp_path / 'two'}",
+                os.path.join(REPO, "experiments", script),
                 *args,
                 "--distributed",
                 f"--coordinator_address=localhost:{port}",
@@ -120,6 +111,22 @@ def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
     outputs = [p.communicate(timeout=900) for p in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err[-4000:]
+    return outputs
+
+
+def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
+    """Multi-host, on one machine: 2 processes of 1 CPU device each (jax.distributed over
+    localhost) train like 1 process with 2 devices; only process 0 writes files."""
+    from .conftest import TINY, cli_env, read_results, read_rows, run_script
+
+    args = (*TINY, "--config.supervised_epochs=1")
+    run_script(
+        "train.py",
+        f"--workdir={tmp_path / 'one'}",
+        *args,
+        env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    )
+    outputs = _run_two_processes("train.py", f"--workdir={tmp_path / 'two'}", *args)
     assert "SGAN" in outputs[0][0] and "SGAN" not in outputs[1][0]  # one results table
     one, two = read_results(tmp_path / "one"), read_results(tmp_path / "two")
     assert one["mesh_devices"] == two["mesh_devices"] == 2
@@ -127,3 +134,27 @@ def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
     assert abs(one["test_accuracy"] - two["test_accuracy"]) <= 5e-3
     assert abs(one["supervised_test_accuracy"] - two["supervised_test_accuracy"]) <= 5e-3
     assert sorted(os.listdir(tmp_path / "two" / "checkpoints")) == ["20", "30", "40"]
+
+
+def test_two_process_sweep_writes_its_summary_once(mnist, tmp_path):
+    """A --distributed sweep trains each run over both processes; only process 0 writes and
+    prints the sweep's summary, and its rows are the runs' own results."""
+    from sgan_jax import sweep
+
+    from .conftest import TINY, read_results
+
+    workdir = tmp_path / "sweep"
+    args = (f"--workdir={workdir}", "--num_labeled=20", "--seeds=0", *TINY)
+    outputs = _run_two_processes("sweep.py", *args)
+    assert "recipe" in outputs[0][0] and "recipe" not in outputs[1][0]
+    assert sorted(os.listdir(workdir)) == [
+        "accuracy_vs_labels.png",
+        "labels20_seed0",
+        "results.csv",
+        "summary.md",
+    ]
+    run = read_results(workdir / "labels20_seed0")
+    assert run["mesh_devices"] == 2
+    rows = {r["method"]: r for r in sweep.read_results_csv(str(workdir / "results.csv"))}
+    assert rows["sgan"]["test_accuracy"] == run["test_accuracy"]
+    assert rows["supervised"]["test_accuracy"] == run["supervised_test_accuracy"]

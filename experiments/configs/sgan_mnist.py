@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.d_input_noise = 0.0
     config.d_hidden_noise = 0.0
     config.weight_norm = False
+    config.generator_data_init = False  # data-dependent init of G's weight-normalised output
     config.init_batch_size = 0  # images for data-dependent init (weight norm); 0: batch_size
     config.conv_impl = "auto"  # "auto" | "matmul" (fast on CPU) | "xla" (lax convolutions)
 
@@ -43,6 +44,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_iterations = 20_000
     config.learning_rate = 2e-4
     config.generator_learning_rate = config_dict.placeholder(float)  # None: learning_rate
+    # Fraction of num_iterations after which both learning rates fall linearly to 0 at the last
+    # iteration (the Improved-GAN code's schedule); 1.0 keeps them constant.
+    config.lr_decay_start = 1.0
     config.adam_b1 = 0.5
     config.adam_b2 = 0.999
     config.adam_eps = 1e-7  # Keras' default; added to sqrt(v)
