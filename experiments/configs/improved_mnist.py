@@ -36,6 +36,10 @@ def get_config():
     config.batch_size = 100
     config.num_iterations = 180_000
     config.learning_rate = 3e-3
+    # Constant, as in the paper's later script; its first version decayed the rate linearly to 0
+    # over the last third (lr_decay_start=0.6667, with learning_rate=1e-3 and
+    # generator_data_init=True). docs/IMPROVED_GAN.md has the measured 60k-step runs.
+    config.lr_decay_start = 1.0
     config.adam_b1 = 0.5
     # The Improved-GAN code's Adam divides by sqrt(v + 1e-8), not sqrt(v) + eps: the larger
     # effective epsilon damps the steps of parameters with tiny gradients.
