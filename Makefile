@@ -1,5 +1,8 @@
-# sgan_jax: make setup | make train | make test | make lint | make benchmark
+# sgan_jax: make setup [ACCELERATOR=cuda12|cuda13|tpu] | make train | make test | make lint
 PYTHON ?= python3
+# Empty: CPU jaxlib. cuda12 / cuda13 / tpu: also the package's extra of that name, the
+# accelerator plugins at the pinned jax version (setup.cfg).
+ACCELERATOR ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/sgan_mnist
@@ -9,13 +12,16 @@ export SGAN_MANUAL_DIR
 
 .PHONY: setup setup-baselines train test lint format benchmark clean gpu-bundle
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed$(ACCELERATOR)
 
-$(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
+$(VENV)/.installed$(ACCELERATOR): requirements.txt setup.cfg pyproject.toml
+	@case "$(ACCELERATOR)" in ""|cuda12|cuda13|tpu) ;; \
+		*) echo "error: ACCELERATOR: must be cuda12, cuda13 or tpu (or empty); got $(ACCELERATOR)" >&2; exit 2;; esac
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(if $(ACCELERATOR),$(PY) -m pip install --quiet -e ".[$(ACCELERATOR)]")
 	touch $@
 
 setup-baselines: setup

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from sgan_jax import cli, sweep  # noqa: E402
+from sgan_jax import cli, sweep_results  # noqa: E402
 
 flags.DEFINE_list("sweeps", None, "Sweep workdirs whose results.csv to merge.")
 flags.DEFINE_string("workdir", None, "Where the merged files go.")
@@ -24,7 +24,7 @@ flags.mark_flag_as_required("workdir")
 
 
 def _run():
-    sweep.merge_sweeps(flags.FLAGS.sweeps, flags.FLAGS.workdir, flags.FLAGS.title)
+    sweep_results.merge_sweeps(flags.FLAGS.sweeps, flags.FLAGS.workdir, flags.FLAGS.title)
 
 
 def main(argv):

@@ -2,6 +2,7 @@
 
 python experiments/sweep.py --workdir=DIR --num_labeled=20,50,100 --seeds=0,1,2
     [--config=experiments/configs/sgan_mnist.py] [--config.KEY=VALUE ...] [--vectorize_seeds]
+    [--jobs=N] [--num_shards=N --shard_index=I]
 
 Writes DIR/results.csv, DIR/summary.md and DIR/accuracy_vs_labels.png, and one subfolder per
 run. Running the same command again skips finished runs and resumes unfinished ones.
@@ -14,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 from sgan_jax import cli, sweep  # noqa: E402
 from sgan_jax.errors import ConfigError  # noqa: E402
@@ -28,6 +30,14 @@ flags.DEFINE_bool("vectorize_seeds", False, "Train all seeds of a budget in one 
 flags.DEFINE_bool(
     "vary_data_seed", True, "Set data_seed = seed, so each seed also draws its own labeled set."
 )
+flags.DEFINE_integer(
+    "jobs",
+    1,
+    "Runs at once on this host, each a train.py process: one per GPU, or one per "
+    "group of CPU cores.",
+)
+flags.DEFINE_integer("num_shards", 1, "Split the run list into this many disjoint parts...")
+flags.DEFINE_integer("shard_index", 0, "...and run this one (e.g. $SLURM_ARRAY_TASK_ID).")
 cli.define_config_flag(_DEFAULT_CONFIG)
 cli.define_distributed_flags()
 
@@ -47,14 +57,26 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     cli.quiet_library_logs()
     cli.maybe_initialize_distributed()
+    config_flag = flags.FLAGS["config"]
+    options = sweep.Options(
+        vectorize_seeds=flags.FLAGS.vectorize_seeds,
+        vary_data_seed=flags.FLAGS.vary_data_seed,
+        jobs=flags.FLAGS.jobs,
+        num_shards=flags.FLAGS.num_shards,
+        shard_index=flags.FLAGS.shard_index,
+        config_file=config_flags.get_config_filename(config_flag),
+        config_overrides=tuple(
+            f"--config.{key}={value}"
+            for key, value in config_flags.get_override_values(config_flag).items()
+        ),
+    )
     cli.run_cleanly(
         lambda: sweep.run_sweep(
             flags.FLAGS.config,
             flags.FLAGS.workdir,
             _integers("num_labeled", flags.FLAGS.num_labeled),
             _integers("seeds", flags.FLAGS.seeds),
-            vectorize_seeds=flags.FLAGS.vectorize_seeds,
-            vary_data_seed=flags.FLAGS.vary_data_seed,
+            options,
         )
     )
 

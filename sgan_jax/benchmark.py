@@ -5,7 +5,7 @@ import time
 import jax
 import numpy as np
 
-from sgan_jax import config_checks, input_pipeline, models, sharding, steps
+from sgan_jax import config_checks, input_pipeline, models, programs, sharding
 from sgan_jax.state import create_train_state
 
 # The shapes tfds reports for the datasets we know, so the benchmark needs no download.
@@ -38,35 +38,30 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
     init_images = input_pipeline.scale_images(
         images[: config.init_batch_size or config.batch_size], config.image_range
     )
-    state = sharding.replicate(
-        create_train_state(config, generator, discriminator, init_images), mesh
-    )
-    data = sharding.replicate(input_pipeline.device_data(dataset, split), mesh)
-    train_step = steps.make_train_step(
-        config, generator, discriminator, sharding.make_shard_batch(mesh)
+    state = create_train_state(config, generator, discriminator, init_images, split.pool_sizes)
+    # The programs train.py runs: a seed axis of size 1, the batch split over the mesh.
+    compiled = programs.Programs(
+        config, [config], dataset, [split], [state], generator, discriminator, mesh
     )
     per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
-    if per_dispatch == 1:
-        step_fn = jax.jit(train_step, donate_argnums=0)
-    else:
-        step_fn = jax.jit(
-            lambda s, d: steps.make_train_steps(train_step)(s, d, per_dispatch), donate_argnums=0
-        )
-    start = time.perf_counter()
-    state = step_fn(state, data)
-    jax.block_until_ready(state)
-    compile_seconds = time.perf_counter() - start
-    warmup_dispatches = max(1, -(-warmup // per_dispatch))
-    for _ in range(warmup_dispatches):
-        state = step_fn(state, data)
-    jax.block_until_ready(state)
+
+    done = 0
+
+    def run(dispatches: int) -> float:
+        nonlocal done
+        start = time.perf_counter()
+        for _ in range(dispatches):
+            compiled.train(done, per_dispatch)
+            done += per_dispatch
+        jax.block_until_ready(compiled.state)
+        return time.perf_counter() - start
+
+    compile_seconds = run(1)
+    run(max(1, -(-warmup // per_dispatch)))
     dispatches = max(1, -(-iterations // per_dispatch))
-    start = time.perf_counter()
-    for _ in range(dispatches):
-        state = step_fn(state, data)
-    jax.block_until_ready(state)
-    seconds = time.perf_counter() - start
-    if int(state.nonfinite_step) >= 0:
+    seconds = run(dispatches)
+    state = compiled.state
+    if int(state.nonfinite_step[0]) >= 0:
         raise RuntimeError("the benchmarked training went non-finite")
     return dict(
         it_per_s=dispatches * per_dispatch / seconds,

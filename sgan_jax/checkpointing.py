@@ -1,4 +1,10 @@
-"""Orbax checkpoints of a state pytree, restoring the newest one that reads back whole."""
+"""Orbax checkpoints of a state pytree: restore by leaf path, fallback, pruning, metadata.
+
+A checkpoint is restored leaf by leaf, by path, into the structure of the state the code builds
+now. So a field added to the state that holds no arrays (an empty container) still reads an
+older checkpoint, while a real difference (a leaf missing, extra or reshaped) is reported by
+name instead of being trained over.
+"""
 
 import os
 import time
@@ -8,6 +14,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from sgan_jax import sharding
+from sgan_jax.errors import CheckpointError
 
 
 def _to_saveable(state):
@@ -32,66 +39,128 @@ def _from_saved(saved, like):
     )
 
 
-class Checkpointer:
-    """Keeps the newest `keep` checkpoints of a state pytree under `directory`."""
+def _path_name(path) -> str:
+    """'generator/params/Dense_0/kernel' for a dataclass, namedtuple, dict or list path: orbax
+    saves every container as a dict or list, so only the names and indices are compared."""
+    parts = []
+    for entry in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+    return "/".join(parts)
 
-    def __init__(self, directory: str, keep: int):
-        self._directory = os.path.abspath(directory)
+
+def _first_line(error: BaseException) -> str:
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f"{type(error).__name__}: {line[:200]}"
+
+
+class Checkpointer:
+    """Keeps the newest `keep` checkpoints of a state pytree under `directory` (all of them if
+    `keep` is None)."""
+
+    def __init__(self, directory: str, keep: int | None):
+        self.directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
-            self._directory,
+            self.directory,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=False
             ),
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
 
     def steps(self) -> list[int]:
         self._manager.reload()
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state) -> None:
-        self._manager.save(step, args=ocp.args.StandardSave(_to_saveable(state)), force=True)
+    def save(self, step: int, state, metadata: dict | None = None) -> None:
+        """Saves `state` at `step`, with `metadata` (JSON) beside it."""
+        self._manager.save(
+            step,
+            args=ocp.args.StandardSave(_to_saveable(state)),
+            force=True,
+            custom_metadata=metadata or {},
+        )
         self._manager.wait_until_finished()
+
+    def metadata(self, step: int) -> dict:
+        """The JSON metadata saved with `step` ({} for checkpoints written without it)."""
+        return dict(self._manager.metadata(step).custom_metadata or {})
 
     def restore(self, step: int, like):
         """The checkpoint at `step`, shaped and placed like the pytree `like`."""
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_saveable(like))
-        saved = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        return _from_saved(saved, like)
+        wanted_leaves, treedef = jax.tree_util.tree_flatten_with_path(_to_saveable(like))
+        wanted = {_path_name(p): ocp.utils.to_shape_dtype_struct(x) for p, x in wanted_leaves}
+        saved_tree = self._manager.item_metadata(step).tree
+        saved = {_path_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(saved_tree)[0]}
+        if saved != set(wanted):
+            missing, extra = sorted(set(wanted) - saved), sorted(saved - set(wanted))
+            raise ValueError(
+                "the state's structure differs from this code's"
+                + (f"; missing {', '.join(missing[:3])}" if missing else "")
+                + (f"; unexpected {', '.join(extra[:3])}" if extra else "")
+            )
+        target = jax.tree_util.tree_map_with_path(lambda p, _: wanted[_path_name(p)], saved_tree)
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+        by_name = {_path_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(restored)[0]}
+        leaves = [by_name[_path_name(p)] for p, _ in wanted_leaves]
+        return _from_saved(jax.tree_util.tree_unflatten(treedef, leaves), like)
 
     def restore_latest(self, like):
-        """(state, step) from the newest checkpoint that restores, or (None, 0) if none does.
+        """(state, step) from the newest checkpoint that restores, or (None, 0) if there is none.
 
-        A corrupt or half-written newest checkpoint is skipped with a warning, falling back to
-        the one before it.
+        Newer checkpoints that do not restore (a torn write) are moved aside with a warning once
+        an older one has restored. If checkpoints exist and none restores (the state's structure
+        changed, or the storage fails), CheckpointError is raised and nothing is moved.
         """
-        listed = set(self.steps())
-        for name in os.listdir(self._directory):
-            if name.isdigit() and int(name) not in listed:
-                # Orbax itself no longer recognises it (torn metadata).
-                logging.warning(
-                    "Checkpoint at step %s could not be restored (unreadable metadata); moved to "
-                    "%s, trying an older one.",
-                    name,
-                    self._set_aside(int(name)),
-                )
-        for step in reversed(self.steps()):
+        listed = self.steps()
+        unlisted = [  # step folders orbax no longer recognises (torn metadata)
+            int(name)
+            for name in os.listdir(self.directory)
+            if name.isdigit() and int(name) not in listed
+        ]
+        failures = {step: "unreadable metadata" for step in unlisted}
+        for step in reversed(listed):
             try:
-                return self.restore(step, like), step
+                state = self.restore(step, like)
             except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is skipped
-                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                failures[step] = _first_line(error)
+                continue
+            for bad_step in sorted(s for s in failures if s > step):
                 logging.warning(
-                    "Checkpoint at step %d could not be restored (%s: %s); moved to %s, "
-                    "trying an older one.",
+                    "Checkpoint at step %d could not be restored (%s); moved to %s, resuming "
+                    "from step %d.",
+                    bad_step,
+                    failures[bad_step],
+                    self._set_aside(bad_step),
                     step,
-                    type(error).__name__,
-                    first_line[:200],
-                    self._set_aside(step),
                 )
+            return state, step
+        if failures:
+            newest = max(failures)
+            raise CheckpointError(
+                self.directory,
+                f"no checkpoint restores (newest, step {newest}: {failures[newest]}); move "
+                "the folder away to start over",
+            )
         return None, 0
+
+    def prune_after(self, step: int) -> None:
+        """Deletes the checkpoints after `step`: a resume from `step` replays and rewrites them."""
+        for later in self.steps():
+            if later > step:
+                self._manager.delete(later)
+
+    def keep_newest_through(self, step: int) -> None:
+        """Deletes the checkpoints older than the newest one at or before `step`."""
+        kept = [s for s in self.steps() if s <= step]
+        for older in kept[:-1]:
+            self._manager.delete(older)
 
     def _set_aside(self, step: int) -> str:
         """Moves an unreadable checkpoint out of the manager's sight (kept for inspection)."""
-        path = os.path.join(self._directory, str(step))
+        path = os.path.join(self.directory, str(step))
         aside = f"{path}.unreadable"
         if sharding.is_primary():
             os.replace(path, aside if not os.path.exists(aside) else f"{aside}.{time.time_ns()}")
@@ -101,3 +170,22 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def restore_seeds(checkpointers: list[Checkpointer], states: list) -> tuple[list, int]:
+    """Each seed's state at the newest step every seed can restore, and that step (0 and the
+    given states when there is none). Seeds trained together were checkpointed together; if a
+    kill left them at different steps, the newest common one is used."""
+    restored = [c.restore_latest(s) for c, s in zip(checkpointers, states, strict=True)]
+    if len({step for _, step in restored}) > 1:
+        common = set.intersection(*(set(c.steps()) for c in checkpointers))
+        if not common:
+            raise CheckpointError(
+                checkpointers[0].directory, "the seeds' checkpoints have no step in common"
+            )
+        step = max(common)
+        restored = [(c.restore(step, s), step) for c, s in zip(checkpointers, states, strict=True)]
+    step = restored[0][1]
+    if restored[0][0] is None:
+        return states, 0
+    return [state for state, _ in restored], step

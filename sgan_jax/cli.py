@@ -7,16 +7,19 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from sgan_jax.errors import ConfigError, NonFiniteError
+from sgan_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted, RunsFailed
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+EXIT_RUNS_FAILED = 1  # a sweep's runs in separate processes failed; each has its train.log
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
+EXIT_CHECKPOINT = 4  # checkpoints exist and none restores; nothing was changed
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; the same command resumes
 
 
-def _fail(message: str, code: int):
+def _fail(message: str, code: int, prefix: str = "error: "):
     first_line = (str(message).strip().splitlines() or ["unknown error"])[0]
-    print(f"error: {first_line}", file=sys.stderr, flush=True)
+    print(f"{prefix}{first_line}", file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -90,3 +93,9 @@ def run_cleanly(fn):
         _fail(str(error), EXIT_BAD_INPUT)
     except NonFiniteError as error:
         _fail(str(error), EXIT_NON_FINITE)
+    except CheckpointError as error:
+        _fail(str(error), EXIT_CHECKPOINT)
+    except RunsFailed as error:
+        _fail(str(error), EXIT_RUNS_FAILED)
+    except Preempted as error:
+        _fail(str(error), EXIT_PREEMPTED, prefix="")

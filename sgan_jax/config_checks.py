@@ -2,18 +2,17 @@
 
 import ml_collections
 
-from sgan_jax import conv, models
+from sgan_jax import conv, models, sampling
 from sgan_jax.errors import ConfigError
 
 LABEL_SELECTIONS = ("first", "balanced")
-SAMPLINGS = ("random", "epoch")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 GENERATOR_LOSSES = ("non_saturating", "feature_matching")
 
 _CHOICES = {
     "label_selection": LABEL_SELECTIONS,
-    "labeled_sampling": SAMPLINGS,
-    "unlabeled_sampling": SAMPLINGS,
+    "labeled_sampling": sampling.SAMPLINGS,
+    "unlabeled_sampling": sampling.SAMPLINGS,
     "model": models.MODELS,
     "image_range": tuple(models.IMAGE_RANGES),
     "z_distribution": Z_DISTRIBUTIONS,
@@ -37,7 +36,14 @@ _NON_NEGATIVE = (
     "adam_eps",
     "adam_eps_root",
 )
-_PROBABILITIES = ("d_dropout", "d_input_dropout", "adam_b1", "adam_b2", "ema_decay")
+_PROBABILITIES = (
+    "d_dropout",
+    "d_input_dropout",
+    "adam_b1",
+    "adam_b2",
+    "ema_decay",
+    "supervised_ema_decay",
+)
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

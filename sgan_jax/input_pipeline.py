@@ -10,7 +10,7 @@ import os
 import numpy as np
 from absl import logging
 
-from sgan_jax import models
+from sgan_jax import config_checks, models, sharding
 from sgan_jax.errors import ConfigError
 
 # Decoded arrays are cached beside tfds' own files: tfds decodes every image with PIL on each
@@ -40,6 +40,11 @@ class LabelSplit:
     labeled: np.ndarray
     unlabeled: np.ndarray
     validation: np.ndarray
+
+    @property
+    def pool_sizes(self) -> dict[str, int]:
+        """The sizes of the pools training batches are drawn from."""
+        return {"labeled": len(self.labeled), "unlabeled": len(self.unlabeled)}
 
 
 def resolve_dirs(config) -> tuple[str | None, str | None]:
@@ -208,3 +213,41 @@ def device_data(dataset: Dataset, split: LabelSplit) -> dict[str, np.ndarray]:
         labeled_idx=split.labeled,
         unlabeled_idx=split.unlabeled,
     )
+
+
+def load_for_processes(config) -> Dataset:
+    """The config's dataset; with several processes, process 0 prepares it while the rest wait."""
+    data_dir, manual_dir = resolve_dirs(config)
+    if sharding.is_primary():
+        dataset = load_dataset(config.dataset, data_dir, manual_dir)
+    sharding.sync("sgan_jax:dataset")
+    if not sharding.is_primary():
+        dataset = load_dataset(config.dataset, data_dir, manual_dir)
+    return dataset
+
+
+def select_for_configs(configs, dataset: Dataset, batch_devices: int) -> list[LabelSplit]:
+    """Each config's split, after checking the config against the data and the devices."""
+    for c in configs:
+        config_checks.check_config_against_data(
+            c, len(dataset.train_labels), dataset.num_classes, batch_devices
+        )
+    return [
+        select_labels(
+            dataset.train_labels,
+            c.num_labeled,
+            c.label_selection,
+            dataset.num_classes,
+            c.data_seed,
+            c.num_validation,
+        )
+        for c in configs
+    ]
+
+
+def init_images(config, dataset: Dataset, split: LabelSplit) -> np.ndarray:
+    """Real unlabeled images for the data-dependent initialisation, chosen by the seed."""
+    count = config.init_batch_size or config.batch_size
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.choice(split.unlabeled, count, replace=count > len(split.unlabeled))
+    return scale_images(dataset.train_images[chosen], config.image_range)

@@ -6,7 +6,7 @@ import os
 import tempfile
 
 # Fields that measure time; two runs of the same config match in everything else.
-TIMING_FIELDS = ("it_per_s", "elapsed_seconds")
+TIMING_FIELDS = ("it_per_s", "elapsed_seconds", "process_elapsed_seconds")
 
 
 def _read_umask() -> int:

@@ -94,3 +94,31 @@ def plot_accuracy_vs_labels(summary: dict, path: str, title: str = "") -> None:
     ax.legend(loc="best")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_accuracy_vs_steps(curves: list[dict], path: str, title: str = "") -> None:
+    """Test accuracy against iterations: a thin line per seed and their mean, a panel per label
+    budget. `curves` are curves.csv rows (num_labeled, seed, step, test_accuracy)."""
+    budgets = sorted({c["num_labeled"] for c in curves})
+    fig, axes = plt.subplots(
+        1, len(budgets), figsize=(6.5 * len(budgets), 4.5), squeeze=False, sharey=True
+    )
+    for ax, budget in zip(axes[0], budgets, strict=True):
+        by_seed: dict = {}
+        for c in curves:
+            if c["num_labeled"] == budget and c["test_accuracy"] is not None:
+                by_seed.setdefault(c["seed"], {})[c["step"]] = c["test_accuracy"]
+        for seed, points in sorted(by_seed.items()):
+            steps = sorted(points)
+            ax.plot(steps, [points[s] for s in steps], lw=1, alpha=0.6, label=f"seed {seed}")
+        common = sorted(set.intersection(*(set(p) for p in by_seed.values())))
+        if len(by_seed) > 1 and common:
+            mean = [np.mean([p[s] for p in by_seed.values()]) for s in common]
+            ax.plot(common, mean, "k", lw=2.5, label=f"mean of {len(by_seed)}")
+        ax.set(xlabel="iteration", ylabel="test accuracy", title=f"{budget} labels")
+        ax.grid(True, alpha=0.4)
+        ax.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from sgan_jax import models
+from sgan_jax import models, sampling
 
 # Per-step averages written to metrics.jsonl, in the order of `SGANState.metric_sums`.
 METRIC_NAMES = (
@@ -37,6 +37,12 @@ STREAMS = dict(
     unlabeled_epochs=6,
     samples=7,
     supervised=8,
+    unlabeled_g_epochs=9,
+)
+
+# The epoch key of each stream of batch indices (sampling.stream_samplings names them).
+SAMPLER_STREAMS = dict(
+    labeled="labeled_epochs", unlabeled="unlabeled_epochs", unlabeled_g="unlabeled_g_epochs"
 )
 
 
@@ -77,6 +83,8 @@ class SGANState:
     nonfinite_step: jax.Array  # first step with a non-finite metric, -1 if none
     nonfinite_metric: jax.Array  # its index in METRIC_NAMES
     nonfinite_value: jax.Array
+    # sampling.EpochSampler per stream sampled in passes; empty when every stream is random.
+    samplers: dict = flax.struct.field(default_factory=dict)
 
     def eval_params(self):
         """The discriminator weights to evaluate: the EMA when there is one."""
@@ -137,11 +145,14 @@ def _init_params(generator, discriminator, key, latent, init_images):
     return g_params, d_params
 
 
-def create_train_state(config, generator, discriminator, init_images) -> SGANState:
+def create_train_state(
+    config, generator, discriminator, init_images, pool_sizes: dict | None = None
+) -> SGANState:
     """Initialises both networks (data-dependent where weight-normalised) and their Adams.
 
     `init_images` are real training images, scaled, for the discriminator's data-dependent
-    initialisation; for the tutorial models only their shape matters.
+    initialisation; for the tutorial models only their shape matters. `pool_sizes` gives the
+    number of labeled and unlabeled images, needed when a stream is sampled in passes.
     """
     root = jax.random.key(config.seed)
     latent = models.sample_latent(
@@ -168,4 +179,16 @@ def create_train_state(config, generator, discriminator, init_images) -> SGANSta
         nonfinite_step=jnp.full((), -1, jnp.int32),
         nonfinite_metric=jnp.zeros((), jnp.int32),
         nonfinite_value=jnp.zeros((), jnp.float32),
+        samplers=sampling.create_samplers(
+            config,
+            {name: stream(root, key) for name, key in SAMPLER_STREAMS.items()},
+            _stream_pool_sizes(pool_sizes),
+        ),
     )
+
+
+def _stream_pool_sizes(pool_sizes: dict | None) -> dict:
+    # The generator's unlabeled stream draws from the unlabeled pool.
+    if pool_sizes is None:
+        return {}
+    return {**pool_sizes, "unlabeled_g": pool_sizes["unlabeled"]}

@@ -12,34 +12,9 @@ Batches are sampled on the device from `fold_in(key, step)`.
 import jax
 import jax.numpy as jnp
 
-from sgan_jax import losses, models
+from sgan_jax import losses, models, sampling
 from sgan_jax.input_pipeline import scale_images
-from sgan_jax.state import METRIC_NAMES, SGANState, model_rngs, stream
-
-
-def epoch_positions(epoch_key, step, batch_size: int, pool_size: int):
-    """Positions step*B .. step*B + B - 1 of an endless run of fresh permutations of the pool.
-
-    Every pool item is seen once per pass ("epoch"), and a pass is re-shuffled by
-    fold_in(epoch_key, pass). Only the passes this batch touches are drawn.
-    """
-    start = step * batch_size
-    first_pass = start // pool_size
-    num_passes = batch_size // pool_size + 2
-    passes = jax.vmap(
-        lambda i: jax.random.permutation(jax.random.fold_in(epoch_key, first_pass + i), pool_size)
-    )(jnp.arange(num_passes))
-    positions = start + jnp.arange(batch_size)
-    return passes[positions // pool_size - first_pass, positions % pool_size]
-
-
-def sample_indices(key, epoch_key, step, batch_size: int, pool, sampling: str):
-    """A batch of indices from `pool`: uniform with replacement ("random") or in passes."""
-    if sampling == "random":
-        positions = jax.random.randint(key, (batch_size,), 0, pool.shape[0])
-    else:
-        positions = epoch_positions(epoch_key, step, batch_size, pool.shape[0])
-    return pool[positions]
+from sgan_jax.state import METRIC_NAMES, SAMPLER_STREAMS, SGANState, model_rngs, stream
 
 
 def _track_metrics(state: SGANState, metrics: dict, log_every: int) -> dict:
@@ -61,7 +36,7 @@ def _track_metrics(state: SGANState, metrics: dict, log_every: int) -> dict:
 
 
 def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
-    """Returns train_step(state, data) -> state, one SGAN iteration.
+    """Returns train_step(state, data, step=None) -> state, one SGAN iteration.
 
     `data` is `input_pipeline.device_data(...)`. `shard_batch` places a batch on the devices
     (data parallelism); the identity on one device.
@@ -76,26 +51,29 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             models.sample_latent(key, batch_size, config.z_dim, config.z_distribution)
         )
 
-    def train_step(state: SGANState, data) -> SGANState:
-        step = state.step
+    def train_step(state: SGANState, data, step=None) -> SGANState:
+        # Seeds trained together (vmapped states) share the step: passed unbatched, it keeps
+        # the samplers' lax.cond a real branch instead of a select that runs both sides.
+        step = state.step if step is None else step
         keys = jax.random.split(jax.random.fold_in(stream(state.key, "train"), step), 7)
         labeled_key, unlabeled_key, unlabeled_g_key, z_d_key, z_g_key, d_key, g_key = keys
-        labeled = sample_indices(
-            labeled_key,
-            stream(state.key, "labeled_epochs"),
-            step,
-            batch_size,
-            data["labeled_idx"],
-            config.labeled_sampling,
-        )
-        unlabeled = sample_indices(
-            unlabeled_key,
-            stream(state.key, "unlabeled_epochs"),
-            step,
-            batch_size,
-            data["unlabeled_idx"],
-            config.unlabeled_sampling,
-        )
+        samplers = state.samplers
+
+        def draw(name, random_key, batch_pool):
+            nonlocal samplers
+            samplers, indices = sampling.sample(
+                samplers,
+                name,
+                random_key,
+                stream(state.key, SAMPLER_STREAMS[name]),
+                step,
+                batch_size,
+                data[batch_pool],
+            )
+            return indices
+
+        labeled = draw("labeled", labeled_key, "labeled_idx")
+        unlabeled = draw("unlabeled", unlabeled_key, "unlabeled_idx")
         labels = data["labels"][labeled]
         g_params = state.generator.params
         fake = generator.apply({"params": g_params}, latent(z_d_key), train=True)
@@ -128,34 +106,35 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
         d_grads, metrics = jax.grad(d_loss_fn, has_aux=True)(state.discriminator.params)
         d_state = state.discriminator.apply_gradients(grads=d_grads)
 
-        def apply_d(images, return_features=False):
+        def apply_d(images, key, return_features=False):
             return discriminator.apply(
                 {"params": d_state.params},
                 images,
                 train=True,
-                rngs=model_rngs(g_key),
+                rngs=model_rngs(key),
                 return_features=return_features,
             )
 
         if config.generator_loss == "feature_matching":
-            # A second, independent unlabeled batch, as in the Improved-GAN code.
-            pool = data["unlabeled_idx"]
-            real_images = data["images"][
-                pool[jax.random.randint(unlabeled_g_key, (batch_size,), 0, pool.shape[0])]
-            ]
-            _, real_features = apply_d(shard_batch(scaled(real_images)), return_features=True)
+            # A second, independent unlabeled batch, and fresh noise and dropout for each of
+            # the two passes, as Theano draws them in the Improved-GAN code.
+            real_key, fake_key = jax.random.split(g_key)
+            real_images = data["images"][draw("unlabeled_g", unlabeled_g_key, "unlabeled_idx")]
+            _, real_features = apply_d(
+                shard_batch(scaled(real_images)), real_key, return_features=True
+            )
             real_features = jax.lax.stop_gradient(real_features)
 
             def g_loss_fn(g_params):
                 fake = generator.apply({"params": g_params}, latent(z_g_key), train=True)
-                _, fake_features = apply_d(fake, return_features=True)
+                _, fake_features = apply_d(fake, fake_key, return_features=True)
                 return losses.feature_matching_loss(real_features, fake_features)
 
         else:
 
             def g_loss_fn(g_params):
                 fake = generator.apply({"params": g_params}, latent(z_g_key), train=True)
-                return losses.non_saturating_generator_loss(apply_d(fake))
+                return losses.non_saturating_generator_loss(apply_d(fake, g_key))
 
         metrics["g_loss"], g_grads = jax.value_and_grad(g_loss_fn)(g_params)
         ema = state.discriminator_ema
@@ -166,6 +145,7 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             generator=state.generator.apply_gradients(grads=g_grads),
             discriminator=d_state,
             discriminator_ema=ema,
+            samplers=samplers,
             **_track_metrics(state, metrics, config.log_every),
         )
 
@@ -173,10 +153,11 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
 
 
 def make_train_steps(train_step):
-    """Returns train_steps(state, data, num_steps): several iterations in one dispatch."""
+    """Returns train_steps(state, data, step, num_steps): iterations step .. step + num_steps - 1
+    in one dispatch."""
 
-    def train_steps(state, data, num_steps: int):
-        return jax.lax.fori_loop(0, num_steps, lambda _, s: train_step(s, data), state)
+    def train_steps(state, data, step, num_steps: int):
+        return jax.lax.fori_loop(0, num_steps, lambda i, s: train_step(s, data, step + i), state)
 
     return train_steps
 

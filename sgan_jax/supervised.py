@@ -5,14 +5,16 @@ Like Keras' `fit`, each epoch visits every labeled image once in a fresh random 
 of `batch_size`; the last, smaller batch is masked (its gradient is that of the smaller batch).
 """
 
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 
-from sgan_jax import input_pipeline, sharding
+from sgan_jax import input_pipeline, metrics, plots, sharding
 from sgan_jax import state as state_lib
 
 
@@ -41,7 +43,7 @@ def make_supervised_step(config, discriminator, shard_batch=lambda x: x):
         grads, batch_sums = jax.grad(loss_fn, has_aux=True)(network.params)
         network = network.apply_gradients(grads=grads)
         if ema is not None:
-            ema = ema.update(network.params, config.ema_decay)
+            ema = ema.update(network.params, config.supervised_ema_decay)
         return network, ema, sums + jnp.stack(batch_sums)
 
     return step
@@ -79,7 +81,7 @@ def train_supervised(
     network = state_lib.create_network_state(
         discriminator, params, state_lib.adam(config, config.learning_rate)
     )
-    ema = state_lib.create_ema(params, config.ema_decay)
+    ema = state_lib.create_ema(params, config.supervised_ema_decay)
     data = place(input_pipeline.device_data(dataset, split))
     carry = place((network, ema, jnp.zeros(3, jnp.float32)))
     step = jax.jit(make_supervised_step(config, discriminator, shard_batch), donate_argnums=0)
@@ -114,4 +116,34 @@ def train_supervised(
         )
         result["validation_accuracy"] = float(sharding.to_host(evaluate(eval_params, *validation)))
     result["wall_seconds"] = time.time() - start
+    return result
+
+
+def baseline_for_run(config, workdir, discriminator, dataset, split, evaluate, mesh) -> dict:
+    """The run's baseline result, trained once per workdir (supervised.json keeps it).
+
+    Its batch is split over the devices when it divides evenly, else every device runs it whole.
+    """
+    if not config.supervised_epochs:
+        return {}
+    path = os.path.join(workdir, "supervised.json")
+    sharding.sync("sgan_jax:baseline")  # every process looks for supervised.json at once
+    if os.path.exists(path):
+        return metrics.read_json(path)
+    splittable = config.batch_size % mesh.size == 0
+    result = train_supervised(
+        config,
+        discriminator,
+        dataset,
+        split,
+        evaluate,
+        lambda tree: sharding.replicate(tree, mesh),
+        sharding.make_shard_batch(mesh) if splittable else (lambda x: x),
+    )
+    if sharding.is_primary():
+        metrics.atomic_write_json(path, result)
+        plots.plot_baseline_history(
+            result["history"], os.path.join(workdir, "plots", "supervised_baseline.png")
+        )
+        logging.info("Supervised baseline: test accuracy %.4f", result["test_accuracy"])
     return result

@@ -5,24 +5,18 @@ run whose results.json exists for the same config is skipped; an unfinished one 
 checkpoints. The sweep writes results.csv, summary.md and accuracy_vs_labels.png.
 """
 
-import collections
-import csv
-import io
+import dataclasses
 import json
 import os
+import sys
 import time
 
-import numpy as np
+import jax
 from absl import logging
 
-from sgan_jax import metrics, plots, sharding, train
+from sgan_jax import jobs, metrics, sharding, sweep_results, train
+from sgan_jax import workdir as workdir_lib
 from sgan_jax.errors import ConfigError
-
-CSV_COLUMNS = ("num_labeled", "seed", "method", "test_accuracy", "wall_seconds")
-
-
-def run_name(num_labeled: int, seed: int) -> str:
-    return f"labels{num_labeled}_seed{seed}"
 
 
 def run_config(base_config, num_labeled: int, seed: int, vary_data_seed: bool):
@@ -35,167 +29,102 @@ def run_config(base_config, num_labeled: int, seed: int, vary_data_seed: bool):
     return config
 
 
-def is_finished(workdir: str, config) -> bool:
-    """True if workdir holds the results of this very config."""
+def is_finished(run_dir: str, config) -> bool:
+    """True if run_dir holds the finished results of this config (runtime keys aside, as a
+    resume would compare them)."""
     try:
-        saved = metrics.read_json(os.path.join(workdir, "config.json"))
-        results = metrics.read_json(os.path.join(workdir, "results.json"))
+        saved = workdir_lib.saved_config(run_dir)
+        results = metrics.read_json(os.path.join(run_dir, "results.json"))
     except (OSError, json.JSONDecodeError):
         return False
-    return (
-        saved == json.loads(json.dumps(config.to_dict()))
-        and results.get("num_iterations") == config.num_iterations
-    )
+    if saved is None or results.get("num_iterations") != config.num_iterations:
+        return False
+    try:
+        workdir_lib.compare(saved, workdir_lib.config_dict(config))
+    except ConfigError:
+        return False
+    return True
 
 
-def collect_rows(workdir: str, budgets, seeds) -> list[dict]:
-    """results.csv rows for the finished runs."""
-    rows = []
-    for num_labeled in budgets:
-        for seed in seeds:
-            folder = os.path.join(workdir, run_name(num_labeled, seed))
-            path = os.path.join(folder, "results.json")
-            if not os.path.exists(path):
-                continue
-            results = metrics.read_json(path)
-            baseline_path = os.path.join(folder, "supervised.json")
-            baseline = metrics.read_json(baseline_path) if os.path.exists(baseline_path) else {}
-            sgan_seconds = results["wall_seconds"] - baseline.get("wall_seconds", 0.0)
-            rows.append(
-                dict(
-                    num_labeled=num_labeled,
-                    seed=seed,
-                    method="sgan",
-                    test_accuracy=results["test_accuracy"],
-                    wall_seconds=sgan_seconds,
-                )
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """How a sweep runs: vmapped seeds, several runs at once, or one shard of the run list."""
+
+    vectorize_seeds: bool = False
+    vary_data_seed: bool = True
+    jobs: int = 1
+    num_shards: int = 1
+    shard_index: int = 0
+    # For jobs > 1: the config file and its --config.KEY=VALUE overrides, as train.py takes them.
+    config_file: str | None = None
+    config_overrides: tuple = ()
+
+    def check(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError("jobs", f"must be >= 1; got {self.jobs}")
+        if self.num_shards < 1:
+            raise ConfigError("num_shards", f"must be >= 1; got {self.num_shards}")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ConfigError(
+                "shard_index", f"must be in [0, {self.num_shards}); got {self.shard_index}"
             )
-            if results.get("supervised_test_accuracy") is not None:
-                rows.append(
-                    dict(
-                        num_labeled=num_labeled,
-                        seed=seed,
-                        method="supervised",
-                        test_accuracy=results["supervised_test_accuracy"],
-                        wall_seconds=baseline.get("wall_seconds", float("nan")),
-                    )
-                )
-    return rows
+        if self.jobs > 1 and self.vectorize_seeds:
+            raise ConfigError("jobs", "runs separate processes; it does not vmap seeds")
+        if self.jobs > 1 and jax.process_count() > 1:
+            raise ConfigError("jobs", "is for one host; spread hosts with --num_shards")
 
 
-def summarise(rows: list[dict]) -> dict:
-    """summary[method][num_labeled] = (mean, std, n) of test accuracy; std with ddof=1."""
-    groups: dict = {}
-    for row in rows:
-        groups.setdefault(row["method"], {}).setdefault(row["num_labeled"], []).append(
-            row["test_accuracy"]
+def plan(base_config, workdir: str, budgets, seeds, options: Options) -> list[tuple]:
+    """This shard's (config, run folder) pairs, in a fixed order: budgets, then seeds. Shard i of
+    n takes every n-th run from the i-th, so shards are disjoint and together the whole sweep."""
+    runs = [
+        (
+            run_config(base_config, num_labeled, seed, options.vary_data_seed),
+            os.path.join(workdir, sweep_results.run_name(num_labeled, seed)),
         )
-    return {
-        method: {
-            budget: (
-                float(np.mean(values)),
-                float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                len(values),
-            )
-            for budget, values in by_budget.items()
-        }
-        for method, by_budget in groups.items()
-    }
-
-
-def summary_markdown(summary: dict, title: str) -> str:
-    budgets = sorted({b for by_budget in summary.values() for b in by_budget})
-    methods = sorted(summary)
-    lines = [
-        f"# {title}",
-        "",
-        "Test accuracy, mean ± std over seeds (n runs).",
-        "",
-        "| labels | " + " | ".join(methods) + " |",
-        "|---:|" + "---:|" * len(methods),
+        for num_labeled in budgets
+        for seed in seeds
     ]
-    for budget in budgets:
-        cells = []
-        for method in methods:
-            if budget in summary[method]:
-                mean, std, n = summary[method][budget]
-                cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}% (n={n})")
-            else:
-                cells.append("–")
-        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return runs[options.shard_index :: options.num_shards]
 
 
-def read_results_csv(path: str) -> list[dict]:
-    with open(path, newline="") as f:
-        return [
-            dict(
-                num_labeled=int(row["num_labeled"]),
-                seed=int(row["seed"]),
-                method=row["method"],
-                test_accuracy=float(row["test_accuracy"]),
-                wall_seconds=float(row["wall_seconds"]),
-            )
-            for row in csv.DictReader(f)
-        ]
-
-
-def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
-    """One results.csv, summary.md and plot from the results.csv of several sweeps, e.g. the
-    small budgets and the all-label upper bound, run with different settings or machines."""
-    rows = []
-    for sweep_dir in sweep_dirs:
-        path = os.path.join(sweep_dir, "results.csv")
-        if not os.path.exists(path):
-            raise ConfigError("sweeps", f"{path} does not exist")
-        rows += read_results_csv(path)
-    counts = collections.Counter((r["num_labeled"], r["seed"], r["method"]) for r in rows)
-    repeated = sorted(key for key, count in counts.items() if count > 1)
-    if repeated:
-        raise ConfigError("sweeps", f"(num_labeled, seed, method) {repeated[0]} is in two sweeps")
-    train.create_workdir(workdir)
-    rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
-    summary = write_outputs(workdir, rows, title)
-    print(summary_markdown(summary, title), flush=True)
-    return summary
-
-
-def write_outputs(workdir: str, rows: list[dict], title: str) -> dict:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    metrics.atomic_write_text(os.path.join(workdir, "results.csv"), buffer.getvalue())
-    summary = summarise(rows)
-    metrics.atomic_write_text(os.path.join(workdir, "summary.md"), summary_markdown(summary, title))
-    plots.plot_accuracy_vs_labels(summary, os.path.join(workdir, "accuracy_vs_labels.png"), title)
-    return summary
-
-
-def run_sweep(
-    base_config,
-    workdir: str,
-    budgets,
-    seeds,
-    vectorize_seeds: bool = False,
-    vary_data_seed: bool = True,
-) -> dict:
-    """Trains every missing (num_labeled, seed) run, then writes the sweep's three files."""
-    train.create_workdir(workdir)
-    groups = []  # runs trained in one go: one seed each, or all seeds of a budget together
-    for num_labeled in budgets:
-        pending = []
-        for seed in seeds:
-            config = run_config(base_config, num_labeled, seed, vary_data_seed)
-            folder = os.path.join(workdir, run_name(num_labeled, seed))
-            if is_finished(folder, config):
-                print(f"skip {run_name(num_labeled, seed)}: finished", flush=True)
-            else:
-                pending.append((config, folder))
-        if vectorize_seeds and pending:
-            groups.append(pending)
+def run_sweep(base_config, workdir: str, budgets, seeds, options: Options = Options()) -> dict:
+    """Trains every missing run of this shard, then writes the sweep's files for its runs."""
+    options.check()
+    workdir_lib.create(workdir)
+    pending = []
+    for config, folder in plan(base_config, workdir, budgets, seeds, options):
+        if is_finished(folder, config):
+            print(f"skip {os.path.basename(folder)}: finished", flush=True)
         else:
-            groups.extend([run] for run in pending)
+            pending.append((config, folder))
+    if options.jobs > 1:
+        _run_in_processes(pending, options)
+    else:
+        _run_in_process(pending, options.vectorize_seeds)
+    shard = {
+        sweep_results.run_name(c.num_labeled, c.seed)
+        for c, _ in plan(base_config, workdir, budgets, seeds, options)
+    }
+    rows, curves = sweep_results.collect_rows(workdir, budgets, seeds, only=shard)
+    title = (
+        f"{base_config.dataset}: {base_config.model} recipe, "
+        f"{base_config.num_iterations} iterations"
+    )
+    if not sharding.is_primary():  # in a multi-process sweep, process 0 writes the files
+        return sweep_results.summarise(rows)
+    summary = sweep_results.write_outputs(workdir, rows, curves, title)
+    print(sweep_results.summary_markdown(summary, title), flush=True)
+    return summary
+
+
+def _run_in_process(pending, vectorize_seeds: bool) -> None:
+    groups = []  # runs trained in one go: one seed each, or all seeds of a budget together
+    for config, folder in pending:
+        if vectorize_seeds and groups and groups[-1][0][0].num_labeled == config.num_labeled:
+            groups[-1].append((config, folder))
+        else:
+            groups.append([(config, folder)])
     total = sum(len(g) for g in groups)
     done, started = 0, time.time()
     for group in groups:
@@ -203,21 +132,30 @@ def run_sweep(
         names = ", ".join(os.path.basename(f) for f in folders)
         eta = ""
         if done:
-            eta = f", ETA {train._format_duration((time.time() - started) / done * (total - done))}"
+            remaining = (time.time() - started) / done * (total - done)
+            eta = f", ETA {workdir_lib.format_duration(remaining)}"
         print(f"run {done + 1}/{total}{eta}: {names}", flush=True)
         logging.info("Sweep: run %d/%d: %s", done + 1, total, names)
-        if len(group) > 1:
-            train.train_and_evaluate_seeds(list(configs), list(folders))
-        else:
-            train.train_and_evaluate(configs[0], folders[0])
+        train.train_and_evaluate_seeds(list(configs), list(folders))
         done += len(group)
-    rows = collect_rows(workdir, budgets, seeds)
-    title = (
-        f"{base_config.dataset}: {base_config.model} recipe, "
-        f"{base_config.num_iterations} iterations"
-    )
-    if not sharding.is_primary():  # in a multi-process sweep, process 0 writes the files
-        return summarise(rows)
-    summary = write_outputs(workdir, rows, title)
-    print(summary_markdown(summary, title), flush=True)
-    return summary
+
+
+def _run_in_processes(pending, options: Options) -> None:
+    """Each run as a train.py process, `options.jobs` at a time, one per slot."""
+    slots = jobs.make_slots(options.jobs, *jobs.probe_devices())
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "train.py")
+    runs = []
+    for config, folder in pending:
+        workdir_lib.create(folder)
+        command = [
+            sys.executable,
+            script,
+            f"--workdir={folder}",
+            f"--config={options.config_file}",
+            *options.config_overrides,
+            f"--config.num_labeled={config.num_labeled}",
+            f"--config.seed={config.seed}",
+            f"--config.data_seed={config.data_seed}",
+        ]
+        runs.append((os.path.basename(folder), command, os.path.join(folder, "train.log")))
+    jobs.run_all(runs, slots)

@@ -1,29 +1,27 @@
 """train_and_evaluate: an SGAN run and its supervised baseline, every output in a workdir.
 
 workdir/
-  config.json       the config (a rerun with another config, run length aside, is refused)
-  metrics.jsonl     a row per log / eval step: losses, accuracies, it/s
+  config.json       the config in force (a rerun may change only runtime keys; see workdir.py)
+  metrics.jsonl     a row per log / eval step: losses, accuracies, it/s, cumulative time
   samples/          4x4 generator grids, step_XXXXXXX.png
   plots/            loss and accuracy curves, the baseline's history
   checkpoints/      orbax; a rerun resumes from the newest readable one
   best_checkpoint/  the state with the best validation accuracy (when num_validation > 0)
   supervised.json   the baseline's result, once it is done
   results.json      the summary
+  .lock             held by the process writing the workdir
 
-`train_and_evaluate_seeds` trains several seeds of one config in one compiled program
-(`jax.vmap` over the state), each seed with its own workdir, exactly as separate runs would.
+The flow: config -> data -> state (restored if checkpointed) -> compiled step -> loop ->
+results. Several seeds of one config (`train_and_evaluate_seeds`) share the flow: one run is a
+seed axis of size 1.
 """
 
+import contextlib
 import dataclasses
-import functools
-import json
-import math
 import os
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from absl import logging
 
 from sgan_jax import (
@@ -33,86 +31,19 @@ from sgan_jax import (
     metrics,
     models,
     plots,
+    preemption,
+    programs,
+    progress,
     provenance,
     sharding,
-    steps,
     supervised,
+    workdir,
 )
-from sgan_jax.errors import ConfigError, NonFiniteError
-from sgan_jax.state import METRIC_NAMES, create_train_state, stream
+from sgan_jax.errors import ConfigError, NonFiniteError, Preempted
+from sgan_jax.state import METRIC_NAMES, create_train_state
 
-# Keys that may change when a run is continued: only its length.
-RUN_LENGTH_KEYS = ("num_iterations",)
 # Keys that may differ between the seeds trained together by train_and_evaluate_seeds.
 PER_SEED_KEYS = ("seed", "data_seed")
-
-
-def _config_dict(config) -> dict:
-    return json.loads(json.dumps(config.to_dict()))
-
-
-def create_workdir(workdir: str) -> None:
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as error:
-        raise ConfigError("workdir", f"cannot create {workdir}: {error.strerror}") from None
-    if not os.access(workdir, os.W_OK):
-        raise ConfigError("workdir", f"{workdir} is not writable")
-
-
-def prepare_workdir(workdir: str, config) -> None:
-    """Creates the workdir and records the config, refusing one that differs from a saved one."""
-    create_workdir(workdir)
-    path = os.path.join(workdir, "config.json")
-    current = _config_dict(config)
-    if os.path.exists(path):
-        saved = metrics.read_json(path)
-        differing = sorted(
-            key
-            for key in set(saved) | set(current)
-            if key not in RUN_LENGTH_KEYS and saved.get(key) != current.get(key)
-        )
-        if differing:
-            details = ", ".join(
-                f"{k}={current.get(k)!r} (saved {saved.get(k)!r})" for k in differing
-            )
-            raise ConfigError(
-                "config", f"differs from {path} in {details}; use a new workdir to start over"
-            )
-    if sharding.is_primary():
-        for folder in ("samples", "plots"):
-            os.makedirs(os.path.join(workdir, folder), exist_ok=True)
-        metrics.atomic_write_json(path, current)
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
-class _EvalTracker:
-    """Best validation accuracy so far, and evals since it improved (for early stopping)."""
-
-    def __init__(self, rows: list[dict], patience: int):
-        self.patience = patience
-        self.best = None  # the eval row with the best validation accuracy
-        self.since_best = 0
-        for row in rows:
-            if "validation_accuracy" in row:
-                self.update(row)
-
-    def update(self, row: dict) -> bool:
-        """Records an eval row; True if it is the new best."""
-        if self.best is None or row["validation_accuracy"] > self.best["validation_accuracy"]:
-            self.best, self.since_best = row, 0
-            return True
-        self.since_best += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return bool(self.patience) and self.since_best >= self.patience
 
 
 @dataclasses.dataclass
@@ -123,9 +54,193 @@ class _Run:
     workdir: str
     split: input_pipeline.LabelSplit
     checkpointer: checkpointing.Checkpointer
-    best_checkpointer: checkpointing.Checkpointer | None = None
+    best_checkpointer: checkpointing.Checkpointer | None
+    lock: workdir.Lock | None
     writer: metrics.MetricsWriter | None = None
-    tracker: _EvalTracker | None = None
+    tracker: progress.EvalTracker | None = None
+
+    def save(self, step: int, state, clock: progress.Clock) -> None:
+        self.checkpointer.save(step, state, {"elapsed_seconds": clock.run_seconds()})
+        if self.best_checkpointer is not None:
+            # Older bests go once a checkpoint is past the newest: a resume from that
+            # checkpoint still finds the best it knows of.
+            self.best_checkpointer.keep_newest_through(step)
+
+
+def train_and_evaluate(config, workdir_path: str) -> dict:
+    """Trains SGAN (resuming from workdir's checkpoints) and the supervised baseline."""
+    return train_and_evaluate_seeds([config], [workdir_path])[0]
+
+
+def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
+    """train_and_evaluate for each (config, workdir), all seeds trained together by one vmapped
+    step. The configs may differ only in `seed` and `data_seed`."""
+    reference = {k: v for k, v in workdir.config_dict(configs[0]).items() if k not in PER_SEED_KEYS}
+    for config in configs[1:]:
+        other = {k: v for k, v in workdir.config_dict(config).items() if k not in PER_SEED_KEYS}
+        if other != reference:
+            differing = sorted(k for k in reference if reference[k] != other.get(k))
+            raise ConfigError("config", f"seeds trained together differ in {differing}")
+    if len(configs) > 1 and configs[0].early_stopping_patience:
+        raise ConfigError("early_stopping_patience", "cannot stop one of several vmapped seeds")
+    with preemption.StopRequests() as stop:
+        return _train(list(configs), list(workdirs), stop)
+
+
+def _open_runs(configs, workdirs, splits, held) -> tuple[list[_Run], list[dict]]:
+    """Checks every workdir against its saved config and takes its lock (held until `held`
+    closes), writing nothing else."""
+    runs, changes = [], []
+    for c, path, split in zip(configs, workdirs, splits, strict=True):
+        workdir.create(path)
+        changes.append(workdir.check(path, c))
+        lock = workdir.lock(path)
+        if lock is not None:
+            held.callback(lock.close)
+        runs.append(
+            _Run(
+                c,
+                path,
+                split,
+                checkpointing.Checkpointer(os.path.join(path, "checkpoints"), c.keep_checkpoints),
+                checkpointing.Checkpointer(os.path.join(path, "best_checkpoint"), None)
+                if c.num_validation
+                else None,
+                lock,
+            )
+        )
+    return runs, changes
+
+
+def _resume(runs, states, changes, clock: progress.Clock) -> tuple[list, int]:
+    """Restores the newest common checkpoint (raising, with nothing written, if checkpoints
+    exist and none restores), then records the config and prunes what the resume replays."""
+    states, start_step = checkpointing.restore_seeds([r.checkpointer for r in runs], states)
+    config = runs[0].config
+    if start_step > config.num_iterations:
+        raise ConfigError(
+            "num_iterations", f"{config.num_iterations} is below the checkpointed step {start_step}"
+        )
+    if start_step:
+        clock.before = _seconds_before(runs[0], start_step)
+        logging.info("Resumed from the checkpoint at step %d.", start_step)
+        print(f"Resumed from step {start_step}", flush=True)
+    for run, run_changes in zip(runs, changes, strict=True):
+        if run.lock is not None:
+            run.lock.announce()
+        workdir.record(run.workdir, run.config, run_changes, start_step)
+        run.checkpointer.prune_after(start_step)
+        if run.best_checkpointer is not None:
+            run.best_checkpointer.prune_after(start_step)
+        run.writer = metrics.MetricsWriter(
+            os.path.join(run.workdir, "metrics.jsonl"), start_step, write=sharding.is_primary()
+        )
+        run.tracker = progress.EvalTracker(run.writer.rows, run.config.early_stopping_patience)
+    return states, start_step
+
+
+def _seconds_before(run: _Run, step: int) -> float:
+    """The run's wall time up to its checkpoint at `step`; for checkpoints saved without it,
+    the last logged elapsed time."""
+    saved = run.checkpointer.metadata(step).get("elapsed_seconds")
+    if saved is not None:
+        return float(saved)
+    rows = metrics.read_rows(os.path.join(run.workdir, "metrics.jsonl"))
+    logged = [r["elapsed_seconds"] for r in rows if r["step"] <= step and "elapsed_seconds" in r]
+    return float(logged[-1]) if logged else 0.0
+
+
+def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
+    clock = progress.Clock(time.time())
+    config = configs[0]
+    for c in configs:
+        config_checks.check_config(c)
+    origin = provenance.provenance()  # the code that runs, before anything changes it
+    dataset = input_pipeline.load_for_processes(config)
+    mesh = sharding.make_mesh(config.num_devices)
+    if len(configs) > 1 and len(configs) % mesh.size:
+        raise ConfigError(
+            "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
+        )
+    batch_devices = 1 if len(configs) > 1 else mesh.size
+    splits = input_pipeline.select_for_configs(configs, dataset, batch_devices)
+    with contextlib.ExitStack() as held:
+        runs, changes = _open_runs(configs, workdirs, splits, held)
+        generator, discriminator = models.create_models(
+            config, dataset.image_shape, dataset.num_classes
+        )
+        states = [
+            create_train_state(
+                c,
+                generator,
+                discriminator,
+                input_pipeline.init_images(c, dataset, s),
+                s.pool_sizes,
+            )
+            for c, s in zip(configs, splits, strict=True)
+        ]
+        states, start_step = _resume(runs, states, changes, clock)
+        compiled = programs.Programs(
+            config, configs, dataset, splits, states, generator, discriminator, mesh
+        )
+        del states
+        stop.during_training = True
+        step = _train_loop(compiled, runs, config, start_step, clock, stop)
+        stop.during_training = False
+        for i, run in enumerate(runs):  # the final (or the preempted) step's checkpoint
+            if step not in run.checkpointer.steps():
+                run.save(step, compiled.seed_state(i), clock)
+            run.checkpointer.close()
+        if stop.signal_name is not None:
+            raise Preempted(stop.signal_name, step)
+        final_evals = compiled.evaluate(with_validation=bool(config.num_validation))
+        if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
+            _save_samples(compiled, runs, step)
+        summary = dict(
+            params={
+                "generator": _count(compiled.state.generator.params),
+                "discriminator": _count(compiled.state.discriminator.params),
+            },
+            vectorized_seeds=len(configs),
+            mesh_devices=mesh.size,
+            **origin,
+        )
+        return [
+            _finish(run, step, final_eval, summary, clock, discriminator, dataset, compiled, mesh)
+            for run, final_eval in zip(runs, final_evals, strict=True)
+        ]
+
+
+def _count(seed_batched_params) -> int:
+    return sum(x[0].size for x in jax.tree.leaves(seed_batched_params))
+
+
+def _finish(run, step, final_eval, summary, clock, discriminator, dataset, compiled, mesh):
+    """The baseline, then results.json, the plots and the printed table of one seed."""
+    baseline = supervised.baseline_for_run(
+        run.config, run.workdir, discriminator, dataset, run.split, compiled.evaluate_one, mesh
+    )
+    results = workdir.results(
+        run.config,
+        run.workdir,
+        step,
+        final_eval,
+        baseline,
+        run.tracker.best,
+        dict(
+            summary, wall_seconds=clock.run_seconds(), process_wall_seconds=clock.process_seconds()
+        ),
+    )
+    if sharding.is_primary():
+        plots.plot_training_curves(
+            run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
+        )
+        plots.plot_supervised_loss(
+            run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
+        )
+        metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
+        workdir.print_table(results)
+    return results
 
 
 def _is_boundary(step: int, every: int) -> bool:
@@ -145,310 +260,75 @@ def _steps_to_next_boundary(step: int, config) -> int:
     return min(candidates)
 
 
-def _init_images(config, dataset, split) -> np.ndarray:
-    """Real unlabeled images for the data-dependent initialisation, chosen by the seed."""
-    count = config.init_batch_size or config.batch_size
-    rng = np.random.default_rng(config.seed)
-    chosen = rng.choice(split.unlabeled, count, replace=count > len(split.unlabeled))
-    return input_pipeline.scale_images(dataset.train_images[chosen], config.image_range)
-
-
-def _stack(trees):
-    """Stacks same-shaped states along a new leading axis. Their static parts (apply_fn, tx)
-    are equal but distinct objects, so the first one's tree structure is used for all."""
-    leaves = [jax.tree.leaves(tree) for tree in trees]
-    return jax.tree.unflatten(
-        jax.tree.structure(trees[0]), [jnp.stack(xs) for xs in zip(*leaves, strict=True)]
-    )
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-    """Trains SGAN (resuming from workdir's checkpoints) and the supervised baseline."""
-    return _train([config], [workdir], vectorized=False)[0]
-
-
-def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
-    """Like train_and_evaluate for each (config, workdir), with all the configs' seeds trained
-    together by one vmapped step. The configs may differ only in `seed` and `data_seed`."""
-    reference = {k: v for k, v in _config_dict(configs[0]).items() if k not in PER_SEED_KEYS}
-    for config in configs[1:]:
-        other = {k: v for k, v in _config_dict(config).items() if k not in PER_SEED_KEYS}
-        if other != reference:
-            differing = sorted(k for k in reference if reference[k] != other.get(k))
-            raise ConfigError("config", f"seeds trained together differ in {differing}")
-    if configs[0].early_stopping_patience:
-        raise ConfigError("early_stopping_patience", "cannot stop one of several vmapped seeds")
-    return _train(list(configs), list(workdirs), vectorized=True)
-
-
-def _train(configs, workdirs, vectorized: bool) -> list[dict]:
-    wall_start = time.time()
-    config = configs[0]
-    for c in configs:
-        config_checks.check_config(c)
-    origin = provenance.provenance()  # the code that runs, before anything changes it
-    data_dir, manual_dir = input_pipeline.resolve_dirs(config)
-    if sharding.is_primary():  # prepares the dataset if needed; the other processes wait
-        dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
-    sharding.sync("sgan_jax:dataset")
-    if not sharding.is_primary():
-        dataset = input_pipeline.load_dataset(config.dataset, data_dir, manual_dir)
-    mesh = sharding.make_mesh(config.num_devices)
-    if vectorized and len(configs) % mesh.size:
-        raise ConfigError(
-            "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
-        )
-    # Several seeds are spread over the devices; one seed's batch is.
-    batch_devices = 1 if vectorized else mesh.size
-    for c in configs:
-        config_checks.check_config_against_data(
-            c, len(dataset.train_labels), dataset.num_classes, batch_devices
-        )
-    splits = [
-        input_pipeline.select_labels(
-            dataset.train_labels,
-            c.num_labeled,
-            c.label_selection,
-            dataset.num_classes,
-            c.data_seed,
-            c.num_validation,
-        )
-        for c in configs
-    ]
-    for c, workdir in zip(configs, workdirs, strict=True):
-        prepare_workdir(workdir, c)
-
-    generator, discriminator = models.create_models(
-        config, dataset.image_shape, dataset.num_classes
-    )
-    states = [
-        create_train_state(c, generator, discriminator, _init_images(c, dataset, s))
-        for c, s in zip(configs, splits, strict=True)
-    ]
-    runs = [
-        _Run(
-            c,
-            workdir,
-            s,
-            checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), c.keep_checkpoints),
-            checkpointing.Checkpointer(os.path.join(workdir, "best_checkpoint"), 1)
-            if c.num_validation
-            else None,
-        )
-        for c, workdir, s in zip(configs, workdirs, splits, strict=True)
-    ]
-    start_step = _restore(runs, states, config.num_iterations)
-    for run in runs:
-        run.writer = metrics.MetricsWriter(
-            os.path.join(run.workdir, "metrics.jsonl"), start_step, write=sharding.is_primary()
-        )
-        run.tracker = _EvalTracker(run.writer.rows, run.config.early_stopping_patience)
-    summary = dict(
-        params={
-            "generator": sum(x.size for x in jax.tree.leaves(states[0].generator.params)),
-            "discriminator": sum(x.size for x in jax.tree.leaves(states[0].discriminator.params)),
-        },
-        vectorized_seeds=len(configs) if vectorized else 1,
-        mesh_devices=mesh.size,
-        **origin,
-    )
-    programs = _Programs(
-        config, configs, dataset, splits, states, generator, discriminator, mesh, vectorized
-    )
-    del states
-    step = _train_loop(programs, runs, config, start_step, wall_start)
-    final_evals = programs.evaluate(with_validation=bool(config.num_validation))
-    if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
-        programs.save_samples(runs, step)
-    all_results = []
-    for i, (run, final_eval) in enumerate(zip(runs, final_evals, strict=True)):
-        saved = run.checkpointer.steps()
-        if not saved or saved[-1] != step:
-            run.checkpointer.save(step, programs.pick(programs.state, i))
-        run.checkpointer.close()
-        baseline = _supervised_baseline(run, discriminator, dataset, programs, mesh)
-        results = _results(run, step, final_eval, baseline, summary, wall_start)
-        if sharding.is_primary():
-            plots.plot_training_curves(
-                run.writer.rows, os.path.join(run.workdir, "plots", "sgan_curves.png")
-            )
-            plots.plot_supervised_loss(
-                run.writer.rows, os.path.join(run.workdir, "plots", "supervised_loss.png")
-            )
-            metrics.atomic_write_json(os.path.join(run.workdir, "results.json"), results)
-            _print_table(results)
-        all_results.append(results)
-    return all_results
-
-
-class _Programs:
-    """The jitted functions of a run and the device arrays they take: one seed's plain
-    programs, or several seeds' vmapped ones (each array then has a leading seed axis)."""
-
-    def __init__(
-        self,
-        config,
-        configs,
-        dataset,
-        splits,
-        states,
-        generator,
-        discriminator,
-        mesh,
-        vectorized: bool,
-    ):
-        self.vectorized = vectorized
-        self.config = config
-
-        def place_per_seed(tree):
-            return sharding.split_leading_axis(tree, mesh)
-
-        self.place = functools.partial(sharding.replicate, mesh=mesh)
-        train_step = steps.make_train_step(
-            config,
-            generator,
-            discriminator,
-            sharding.make_shard_batch(mesh) if not vectorized else lambda x: x,
-        )
-        evaluate = steps.make_evaluate(discriminator, config.image_range, config.eval_batch_size)
-        generate = steps.make_generate(generator, config)
-        self.evaluate_one = jax.jit(evaluate)  # the baselines'
-        shared = self.place({"images": dataset.train_images, "labels": dataset.train_labels})
-        self.test_set = self.place((dataset.test_images, dataset.test_labels))
-        sample_keys = [stream(jax.random.key(c.seed), "samples") for c in configs]
-        if vectorized:
-            indices = place_per_seed(
-                {
-                    "labeled_idx": np.stack([s.labeled for s in splits]),
-                    "unlabeled_idx": np.stack([s.unlabeled for s in splits]),
-                }
-            )
-            self.state = place_per_seed(_stack(states))
-            data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
-            train_step = jax.vmap(train_step, in_axes=(0, data_axes))
-            self._evaluate_test = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
-            self._evaluate_validation = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, 0)))
-            generate = jax.vmap(generate, in_axes=(0, 0, None))
-            self.validation_set = place_per_seed(
-                (
-                    np.stack([dataset.train_images[s.validation] for s in splits]),
-                    np.stack([dataset.train_labels[s.validation] for s in splits]),
-                )
-            )
-            self.sample_keys = jnp.stack(sample_keys)
-        else:
-            split = splits[0]
-            indices = self.place({"labeled_idx": split.labeled, "unlabeled_idx": split.unlabeled})
-            self.state = self.place(states[0])
-            self._evaluate_test = self._evaluate_validation = self.evaluate_one
-            self.validation_set = self.place(
-                (dataset.train_images[split.validation], dataset.train_labels[split.validation])
-            )
-            self.sample_keys = sample_keys[0]
-        self.data = {**shared, **indices}
-        self._step_once = jax.jit(train_step, donate_argnums=0)
-        self._step_many = jax.jit(
-            steps.make_train_steps(train_step), donate_argnums=0, static_argnums=2
-        )
-        self._generate = jax.jit(generate, static_argnums=2)
-
-    def train(self, count: int) -> None:
-        """Advances the state by `count` iterations in one dispatch."""
-        if count == 1:
-            self.state = self._step_once(self.state, self.data)
-        else:
-            self.state = self._step_many(self.state, self.data, count)
-
-    def pick(self, tree, i: int):
-        """Seed i's part of a (possibly seed-batched) pytree."""
-        return jax.tree.map(lambda x: x[i], tree) if self.vectorized else tree
-
-    def evaluate(self, with_validation: bool) -> list[dict]:
-        """Per seed: test (and validation) accuracy of the evaluated weights."""
-        params = self.state.eval_params()
-        test = np.atleast_1d(sharding.to_host(self._evaluate_test(params, *self.test_set)))
-        results = [{"test_accuracy": float(a)} for a in test]
-        if with_validation:
-            validation = self._evaluate_validation(params, *self.validation_set)
-            for result, accuracy in zip(
-                results, np.atleast_1d(sharding.to_host(validation)), strict=True
-            ):
-                result["validation_accuracy"] = float(accuracy)
-        return results
-
-    def save_samples(self, runs, step: int) -> None:
-        images = sharding.to_host(self._generate(self.state.generator.params, self.sample_keys, 16))
-        if not sharding.is_primary():
-            return
-        for i, run in enumerate(runs):
-            plots.save_sample_grid(
-                self.pick(images, i),
-                os.path.join(run.workdir, "samples", f"step_{step:07d}.png"),
-            )
-
-
-def _train_loop(
-    programs: _Programs, runs: list[_Run], config, start_step: int, wall_start: float
-) -> int:
-    """Trains until num_iterations (or early stopping); returns the last step."""
+def _train_loop(compiled, runs, config, start_step: int, clock: progress.Clock, stop) -> int:
+    """Trains until num_iterations, early stopping or a stop signal; returns the last step."""
     steps_per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
     step = start_step
-    train_seconds, steps_timed = 0.0, 0
-    mark, last_boundary = time.time(), step
+    timer = progress.RateTimer(step)
     while step < config.num_iterations and not any(r.tracker.should_stop for r in runs):
         count = min(steps_per_dispatch, _steps_to_next_boundary(step, config))
-        programs.train(count)
+        compiled.train(step, count)
         step += count
-        final = step == config.num_iterations
-        is_log = _is_boundary(step, config.log_every) or final
-        is_eval = _is_boundary(step, config.eval_every) or final
-        is_sample = _is_boundary(step, config.sample_every) or final
-        is_checkpoint = _is_boundary(step, config.checkpoint_every) or final
-        if not (is_log or is_eval or is_sample or is_checkpoint):
-            continue
-        state = programs.state
-        host = sharding.to_host(
-            dict(
-                nonfinite_step=state.nonfinite_step,
-                nonfinite_metric=state.nonfinite_metric,
-                nonfinite_value=state.nonfinite_value,
-                metric_sums=state.metric_sums,
-                metric_count=state.metric_count,
-            )
-        )
-        # Time spent training since the last boundary (its host work excluded).
-        train_seconds += time.time() - mark
-        steps_timed += step - last_boundary
-        rate = steps_timed / train_seconds if train_seconds else float("nan")
-        for i, run in enumerate(runs):
-            _check_finite(programs.pick(host, i), run)
-        evals = programs.evaluate(bool(config.num_validation)) if is_eval else [{}] * len(runs)
-        for i, run in enumerate(runs):
-            seed_host = programs.pick(host, i)
-            row = {"step": step}
-            if is_log:
-                means = seed_host["metric_sums"] / max(int(seed_host["metric_count"]), 1)
-                row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
-            row.update(evals[i])
-            if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
-                run.best_checkpointer.save(step, programs.pick(state, i))
-            if is_log:
-                row["it_per_s"] = rate
-                row["elapsed_seconds"] = time.time() - wall_start
-                if sharding.is_primary():
-                    prefix = f"seed {run.config.seed}: " if programs.vectorized else ""
-                    _log_progress(row, run.config, rate, prefix)
-            if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
-                run.writer.write(row)
-        if is_log:
-            train_seconds, steps_timed = 0.0, 0
-        if is_sample:
-            programs.save_samples(runs, step)
-        if is_checkpoint or any(r.tracker.should_stop for r in runs):
-            for i, run in enumerate(runs):
-                run.checkpointer.save(step, programs.pick(state, i))
-        mark, last_boundary = time.time(), step
+        _at_step(compiled, runs, config, timer, clock, step)
+        if stop.should_stop():  # after the step's logging, so a resumed run logs the same rows
+            break
     return step
+
+
+def _at_step(compiled, runs, config, timer, clock, step: int) -> None:
+    """What falls due at `step`: log, eval (and best checkpoint), samples, checkpoint."""
+    final = step == config.num_iterations
+    is_log = _is_boundary(step, config.log_every) or final
+    is_eval = _is_boundary(step, config.eval_every) or final
+    is_sample = _is_boundary(step, config.sample_every) or final
+    is_checkpoint = _is_boundary(step, config.checkpoint_every) or final
+    if not (is_log or is_eval or is_sample or is_checkpoint):
+        return
+    host = compiled.host_counters()
+    rate = timer.rate(step)
+    for i, run in enumerate(runs):
+        _check_finite(programs.pick(host, i), run)
+    evals = compiled.evaluate(bool(config.num_validation)) if is_eval else [{}] * len(runs)
+    for i, run in enumerate(runs):
+        row = _row(step, programs.pick(host, i), evals[i], is_log, rate, clock)
+        if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
+            run.best_checkpointer.save(step, compiled.seed_state(i))
+        if is_log and sharding.is_primary():
+            prefix = f"seed {run.config.seed}: " if len(runs) > 1 else ""
+            progress.log_progress(row, run.config, rate, prefix)
+        if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
+            run.writer.write(row)
+    if is_log:
+        timer.restart()
+    if is_sample:
+        _save_samples(compiled, runs, step)
+    if is_checkpoint or any(r.tracker.should_stop for r in runs):
+        for i, run in enumerate(runs):
+            run.save(step, compiled.seed_state(i), clock)
+    timer.mark(step)
+
+
+def _row(step, host, evals, is_log, rate, clock) -> dict:
+    row = {"step": step}
+    if is_log:
+        means = host["metric_sums"] / max(int(host["metric_count"]), 1)
+        row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
+    row.update(evals)
+    if is_log:
+        row["it_per_s"] = rate
+        row["elapsed_seconds"] = clock.run_seconds()
+        row["process_elapsed_seconds"] = clock.process_seconds()
+    return row
+
+
+def _save_samples(compiled, runs, step: int) -> None:
+    images = compiled.samples()
+    if not sharding.is_primary():
+        return
+    for i, run in enumerate(runs):
+        plots.save_sample_grid(
+            images[i], os.path.join(run.workdir, "samples", f"step_{step:07d}.png")
+        )
 
 
 def _check_finite(host: dict, run: _Run) -> None:
@@ -460,129 +340,3 @@ def _check_finite(host: dict, run: _Run) -> None:
             float(host["nonfinite_value"]),
             saved[-1] if saved else None,
         )
-
-
-def _results(
-    run: _Run, step: int, final_eval: dict, baseline: dict, summary: dict, wall_start: float
-) -> dict:
-    results = dict(
-        dataset=run.config.dataset,
-        num_labeled=run.config.num_labeled,
-        label_selection=run.config.label_selection,
-        seed=run.config.seed,
-        data_seed=run.config.data_seed,
-        num_iterations=run.config.num_iterations,
-        final_step=step,
-        stopped_early=step < run.config.num_iterations,
-        test_accuracy=final_eval["test_accuracy"],
-        supervised_test_accuracy=baseline.get("test_accuracy"),
-        wall_seconds=time.time() - wall_start,
-        **summary,
-    )
-    if run.config.num_validation:
-        best = run.tracker.best or {}
-        results.update(
-            validation_accuracy=final_eval["validation_accuracy"],
-            best_validation_accuracy=best.get("validation_accuracy"),
-            best_validation_step=best.get("step"),
-            selected_test_accuracy=best.get("test_accuracy"),
-            supervised_validation_accuracy=baseline.get("validation_accuracy"),
-        )
-    return results
-
-
-def _restore(runs: list[_Run], states: list, num_iterations: int) -> int:
-    """Restores every run's newest readable checkpoint in place; returns the common step."""
-    restored = [run.checkpointer.restore_latest(s) for run, s in zip(runs, states, strict=True)]
-    found_steps = {step for _, step in restored}
-    if len(found_steps) > 1:
-        # Seeds trained together were checkpointed together; use a step they all have.
-        common = set.intersection(*(set(run.checkpointer.steps()) for run in runs))
-        if not common:
-            raise ConfigError("workdir", "the seeds' checkpoints have no step in common")
-        step = max(common)
-        restored = [
-            (run.checkpointer.restore(step, s), step) for run, s in zip(runs, states, strict=True)
-        ]
-    start_step = restored[0][1]
-    if restored[0][0] is None:
-        return 0
-    if start_step > num_iterations:
-        raise ConfigError(
-            "num_iterations", f"{num_iterations} is below the checkpointed step {start_step}"
-        )
-    for i, (state, _) in enumerate(restored):
-        states[i] = state
-    logging.info("Resumed from the checkpoint at step %d.", start_step)
-    print(f"Resumed from step {start_step}", flush=True)
-    return start_step
-
-
-def _log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
-    eta = (config.num_iterations - row["step"]) / rate if rate > 0 else 0.0
-    evals = "".join(
-        f"  {key.split('_')[0]} {100 * row[key]:.2f}%"
-        for key in ("test_accuracy", "validation_accuracy")
-        if key in row
-    )
-    logging.info(
-        "%sstep %d/%d  d_sup %.4f  d_unsup %.4f  g %.4f  train_acc %.1f%%%s  %.2f it/s  ETA %s",
-        prefix,
-        row["step"],
-        config.num_iterations,
-        row["d_loss_supervised"],
-        row["d_loss_unsupervised"],
-        row["g_loss"],
-        100 * row["train_accuracy"],
-        evals,
-        rate,
-        _format_duration(eta),
-    )
-
-
-def _supervised_baseline(run: _Run, discriminator, dataset, programs: _Programs, mesh) -> dict:
-    """The baseline's result, trained once per workdir (supervised.json keeps it)."""
-    if not run.config.supervised_epochs:
-        return {}
-    path = os.path.join(run.workdir, "supervised.json")
-    sharding.sync("sgan_jax:baseline")  # every process looks for supervised.json at once
-    if os.path.exists(path):
-        return metrics.read_json(path)
-    result = supervised.train_supervised(
-        run.config,
-        discriminator,
-        dataset,
-        run.split,
-        programs.evaluate_one,
-        programs.place,
-        sharding.make_shard_batch(mesh),
-    )
-    if sharding.is_primary():
-        metrics.atomic_write_json(path, result)
-        plots.plot_baseline_history(
-            result["history"], os.path.join(run.workdir, "plots", "supervised_baseline.png")
-        )
-        logging.info("Supervised baseline: test accuracy %.4f", result["test_accuracy"])
-    return result
-
-
-def _print_table(results: dict) -> None:
-    rows = [("SGAN", results["test_accuracy"])]
-    if results.get("selected_test_accuracy") is not None:
-        rows.append(
-            (
-                f"SGAN, best validation (step {results['best_validation_step']})",
-                results["selected_test_accuracy"],
-            )
-        )
-    if results["supervised_test_accuracy"] is not None:
-        rows.append(("supervised baseline", results["supervised_test_accuracy"]))
-    width = max(len(name) for name, _ in rows)
-    print(
-        f"\n{results['dataset']}, {results['num_labeled']} labels, seed {results['seed']}, "
-        f"{results['final_step']} iterations"
-    )
-    print(f"{'method'.ljust(width)}  test accuracy")
-    for name, accuracy in rows:
-        value = f"{100 * accuracy:.2f}%" if not math.isnan(accuracy) else "nan"
-        print(f"{name.ljust(width)}  {value}", flush=True)

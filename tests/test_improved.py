@@ -2,7 +2,9 @@
 
 import os
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -57,6 +59,7 @@ def test_reported_accuracy_is_that_of_the_ema_weights(improved_run, mnist):
         generator,
         discriminator,
         input_pipeline.scale_images(mnist.train_images[split.unlabeled[:500]], "unit"),
+        split.pool_sizes,
     )
     state = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 3).restore(30, like)
     evaluate = jax.jit(steps.make_evaluate(discriminator, "unit", 1000))
@@ -72,7 +75,7 @@ def test_generator_loss_is_feature_matching(improved_config, mnist):
     generator, discriminator = models.create_models(config, (28, 28, 1), 10)
     split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
     images = input_pipeline.scale_images(mnist.train_images[:50], "unit")
-    state = create_train_state(config, generator, discriminator, images)
+    state = create_train_state(config, generator, discriminator, images, split.pool_sizes)
     data = jax.device_put(input_pipeline.device_data(mnist, split))
     feature_matching = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
     with config.unlocked():
@@ -100,7 +103,7 @@ def test_learning_rates_decay_linearly_to_zero(improved_config, mnist):
     generator, discriminator = models.create_models(config, (28, 28, 1), 10)
     split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
     images = input_pipeline.scale_images(mnist.train_images[:50], "unit")
-    state = create_train_state(config, generator, discriminator, images)
+    state = create_train_state(config, generator, discriminator, images, split.pool_sizes)
     data = jax.device_put(input_pipeline.device_data(mnist, split))
     train_step = jax.jit(steps.make_train_step(config, generator, discriminator))
     history = [state]
@@ -191,3 +194,37 @@ def test_early_stopping_on_validation_accuracy(mnist, tmp_path):
     # Running it again does not train on: the stop is remembered from metrics.jsonl.
     again = train.train_and_evaluate(config, str(tmp_path / "run"))
     assert again["final_step"] == 12 and again["test_accuracy"] == results["test_accuracy"]
+
+
+class _Echo(nn.Module):
+    """A 'generator' that always outputs one fixed image (with a parameter, so G can step)."""
+
+    pixels: tuple  # the image's values, flattened (a module's fields must be hashable)
+
+    @nn.compact
+    def __call__(self, z, train: bool = True):
+        bias = self.param("bias", nn.initializers.zeros, ())
+        image = jnp.asarray(self.pixels, jnp.float32).reshape(28, 28, 1)
+        return jnp.broadcast_to(image, (z.shape[0], 28, 28, 1)) + 0.0 * bias
+
+
+def test_feature_matching_passes_draw_their_own_noise(improved_config, mnist):
+    """fm.py's mom_real and mom_gen are two get_output calls: separate Gaussian-noise draws.
+    With a generator that outputs exactly the real image the real batch holds, shared noise
+    would make the two passes' features identical and the loss exactly 0."""
+    config = tiny(improved_config, batch_size=100, init_batch_size=100)
+    index = int(np.flatnonzero(mnist.train_labels == 3)[0])
+    image = input_pipeline.scale_images(mnist.train_images[index], "unit")
+    _, discriminator = models.create_models(config, (28, 28, 1), 10)
+    generator = _Echo(tuple(image.reshape(-1).tolist()))
+    split = input_pipeline.LabelSplit(
+        labeled=np.arange(100, dtype=np.int32),
+        unlabeled=np.full(300, index, np.int32),  # every unlabeled batch: that one image
+        validation=np.zeros(0, np.int32),
+    )
+    images = input_pipeline.scale_images(mnist.train_images[:100], "unit")
+    state = create_train_state(config, generator, discriminator, images, split.pool_sizes)
+    data = jax.device_put(input_pipeline.device_data(mnist, split))
+    state = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
+    g_loss = float(state.metric_sums[state_lib.METRIC_NAMES.index("g_loss")])
+    assert g_loss > 1e-4, g_loss

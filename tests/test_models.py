@@ -37,7 +37,9 @@ def init(config, image_shape=(28, 28, 1), num_classes=10, batch=4):
     return (
         generator,
         discriminator,
-        state.create_train_state(config, generator, discriminator, images),
+        state.create_train_state(
+            config, generator, discriminator, images, {"labeled": 100, "unlabeled": 1000}
+        ),
     )
 
 

@@ -2,9 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 from .conftest import COMPILATION_CACHE, DATA_DIR, MANUAL_DIR, REPO
 
@@ -85,12 +87,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_two_processes(script: str, *args) -> list[tuple[str, str]]:
-    """Runs experiments/<script> as 2 jax.distributed processes on localhost; their outputs."""
+def _start_two_processes(script: str, *args) -> list[subprocess.Popen]:
+    """Starts experiments/<script> as 2 jax.distributed processes on localhost."""
     from .conftest import cli_env
 
     port = _free_port()
-    processes = [
+    return [
         subprocess.Popen(
             [
                 sys.executable,
@@ -108,15 +110,22 @@ def _run_two_processes(script: str, *args) -> list[tuple[str, str]]:
         )
         for i in (0, 1)
     ]
+
+
+def _run_two_processes(script: str, *args, returncode: int = 0) -> list[tuple[str, str]]:
+    """Runs experiments/<script> as 2 jax.distributed processes; their (stdout, stderr)."""
+    processes = _start_two_processes(script, *args)
     outputs = [p.communicate(timeout=900) for p in processes]
     for process, (_, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err[-4000:]
+        assert process.returncode == returncode, err[-4000:]
     return outputs
 
 
 def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
     """Multi-host, on one machine: 2 processes of 1 CPU device each (jax.distributed over
-    localhost) train like 1 process with 2 devices; only process 0 writes files."""
+    localhost) train like 1 process with 2 devices; only process 0 writes files. A SIGTERM to
+    process 1 alone stops both at the same step, with a checkpoint there, and the same commands
+    resume them."""
     from .conftest import TINY, cli_env, read_results, read_rows, run_script
 
     args = (*TINY, "--config.supervised_epochs=1")
@@ -126,7 +135,19 @@ def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
         *args,
         env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
     )
-    outputs = _run_two_processes("train.py", f"--workdir={tmp_path / 'two'}", *args)
+    two_args = (f"--workdir={tmp_path / 'two'}", *args)
+    processes = _start_two_processes("train.py", *two_args)
+    rows_file = tmp_path / "two" / "metrics.jsonl"
+    while not (rows_file.exists() and rows_file.stat().st_size):
+        assert processes[0].poll() is None, processes[0].communicate()[1][-4000:]
+        time.sleep(0.02)
+    processes[1].send_signal(signal.SIGTERM)
+    stopped = [p.communicate(timeout=120)[1].strip().splitlines()[-1] for p in processes]
+    assert [p.returncode for p in processes] == [75, 75], stopped
+    assert stopped[0] == stopped[1] and stopped[0].startswith("stopped by SIGTERM; checkpoint")
+    step = int(stopped[0].split("at step ")[1].split(";")[0])
+    assert step < 40 and (tmp_path / "two" / "checkpoints" / str(step)).is_dir()
+    outputs = _run_two_processes("train.py", *two_args)
     assert "SGAN" in outputs[0][0] and "SGAN" not in outputs[1][0]  # one results table
     one, two = read_results(tmp_path / "one"), read_results(tmp_path / "two")
     assert one["mesh_devices"] == two["mesh_devices"] == 2
@@ -139,7 +160,8 @@ def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
 def test_two_process_sweep_writes_its_summary_once(mnist, tmp_path):
     """A --distributed sweep trains each run over both processes; only process 0 writes and
     prints the sweep's summary, and its rows are the runs' own results."""
-    from sgan_jax import sweep
+
+    from sgan_jax import sweep_results
 
     from .conftest import TINY, read_results
 
@@ -149,12 +171,14 @@ def test_two_process_sweep_writes_its_summary_once(mnist, tmp_path):
     assert "recipe" in outputs[0][0] and "recipe" not in outputs[1][0]
     assert sorted(os.listdir(workdir)) == [
         "accuracy_vs_labels.png",
+        "accuracy_vs_steps.png",
+        "curves.csv",
         "labels20_seed0",
         "results.csv",
         "summary.md",
     ]
     run = read_results(workdir / "labels20_seed0")
     assert run["mesh_devices"] == 2
-    rows = {r["method"]: r for r in sweep.read_results_csv(str(workdir / "results.csv"))}
+    rows = {r["method"]: r for r in sweep_results.read_results_csv(str(workdir / "results.csv"))}
     assert rows["sgan"]["test_accuracy"] == run["test_accuracy"]
     assert rows["supervised"]["test_accuracy"] == run["supervised_test_accuracy"]

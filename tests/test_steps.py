@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from sgan_jax import input_pipeline, models, steps
 from sgan_jax.state import METRIC_NAMES, create_train_state
@@ -15,7 +14,7 @@ def make(config, mnist, split=None):
     )
     generator, discriminator = models.create_models(config, (28, 28, 1), 10)
     images = input_pipeline.scale_images(mnist.train_images[:32], config.image_range)
-    state = create_train_state(config, generator, discriminator, images)
+    state = create_train_state(config, generator, discriminator, images, split.pool_sizes)
     data = jax.device_put(input_pipeline.device_data(mnist, split))
     return generator, discriminator, state, data
 
@@ -67,36 +66,6 @@ def test_nonfinite_tracker_names_the_first_bad_step(tutorial_config, mnist):
     assert int(state.nonfinite_step) == finite_until  # recorded once, at its first step
     assert not np.isfinite(float(state.nonfinite_value))
     assert 0 <= int(state.nonfinite_metric) < len(METRIC_NAMES)
-
-
-@pytest.mark.parametrize("pool_size,batch_size", [(7, 3), (100, 100), (20, 100), (5, 2)])
-def test_epoch_positions_visit_every_item_once_per_pass(pool_size, batch_size):
-    key = jax.random.key(0)
-    num_steps = 3 * pool_size  # a whole number of passes whatever the batch size
-    positions = np.concatenate(
-        [np.asarray(steps.epoch_positions(key, s, batch_size, pool_size)) for s in range(num_steps)]
-    )
-    passes = positions.reshape(-1, pool_size)
-    for p in passes:
-        assert sorted(p.tolist()) == list(range(pool_size))
-    if pool_size > 5:
-        assert not np.array_equal(passes[0], passes[1])  # each pass is freshly shuffled
-
-
-def test_labeled_epoch_sampling_inside_the_step(tutorial_config, mnist):
-    """With 'epoch' sampling, 4 steps of 25 see each of 100 labeled images exactly once."""
-    with tutorial_config.unlocked():
-        tutorial_config.labeled_sampling = "epoch"
-        tutorial_config.batch_size = 25
-    split = input_pipeline.select_labels(mnist.train_labels, 100, "first", 10, 0)
-    key = jax.random.key(3)
-    seen = np.concatenate(
-        [
-            np.asarray(steps.sample_indices(key, key, s, 25, jnp.asarray(split.labeled), "epoch"))
-            for s in range(4)
-        ]
-    )
-    assert sorted(seen.tolist()) == list(range(100))
 
 
 def test_evaluate_counts_padding_correctly(tutorial_config, mnist):

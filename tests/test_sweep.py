@@ -33,7 +33,14 @@ def sweep_dir(mnist, tmp_path_factory):
 def test_sweep_writes_the_three_files(sweep_dir):
     with open(sweep_dir / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["num_labeled", "seed", "method", "test_accuracy", "wall_seconds"]
+    # The original five columns first, as scripts read them; the newer ones after.
+    assert list(rows[0])[:5] == ["num_labeled", "seed", "method", "test_accuracy", "wall_seconds"]
+    assert list(rows[0])[5:] == [
+        "label_selection",
+        "final_step",
+        "selected_test_accuracy",
+        "selected_step",
+    ]
     assert len(rows) == 8
     assert {(r["num_labeled"], r["seed"], r["method"]) for r in rows} == {
         (n, s, m) for n in ("20", "100") for s in ("0", "1") for m in ("sgan", "supervised")

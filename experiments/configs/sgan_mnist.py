@@ -55,6 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.generator_loss = "non_saturating"  # | "feature_matching"
     config.ema_decay = 0.0  # evaluate an EMA of D's weights when > 0
     config.supervised_epochs = 30  # the baseline on the labeled images alone; 0 skips it
+    config.supervised_ema_decay = 0.0  # evaluate an EMA of the baseline's weights when > 0
 
     # Loop. Every "_every" is in iterations; 0 means only at the end.
     config.log_every = 100

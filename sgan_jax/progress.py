@@ -1,0 +1,88 @@
+"""What the training loop keeps track of on the host: the best validation eval (for selection
+and early stopping), wall time across resumes, the training rate, and the progress line."""
+
+import dataclasses
+import time
+
+from absl import logging
+
+from sgan_jax import workdir
+
+
+class EvalTracker:
+    """Best validation accuracy so far, and evals since it improved (for early stopping)."""
+
+    def __init__(self, rows: list[dict], patience: int):
+        self.patience = patience
+        self.best = None  # the eval row with the best validation accuracy
+        self.since_best = 0
+        for row in rows:
+            if "validation_accuracy" in row:
+                self.update(row)
+
+    def update(self, row: dict) -> bool:
+        """Records an eval row; True if it is the new best."""
+        if self.best is None or row["validation_accuracy"] > self.best["validation_accuracy"]:
+            self.best, self.since_best = row, 0
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.patience) and self.since_best >= self.patience
+
+
+@dataclasses.dataclass
+class Clock:
+    """Wall time of this process, and of the run across resumes (from the checkpoint's)."""
+
+    process_start: float
+    before: float = 0.0  # the run's seconds up to the checkpoint this process resumed from
+
+    def process_seconds(self) -> float:
+        return time.time() - self.process_start
+
+    def run_seconds(self) -> float:
+        return self.before + self.process_seconds()
+
+
+class RateTimer:
+    """Iterations per second of training since the last log step, host work excluded."""
+
+    def __init__(self, step: int):
+        self.seconds, self.steps = 0.0, 0
+        self.mark(step)
+
+    def mark(self, step: int) -> None:
+        self._time, self._step = time.time(), step
+
+    def rate(self, step: int) -> float:
+        self.seconds += time.time() - self._time
+        self.steps += step - self._step
+        return self.steps / self.seconds if self.seconds else float("nan")
+
+    def restart(self) -> None:
+        self.seconds, self.steps = 0.0, 0
+
+
+def log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
+    eta = (config.num_iterations - row["step"]) / rate if rate > 0 else 0.0
+    evals = "".join(
+        f"  {key.split('_')[0]} {100 * row[key]:.2f}%"
+        for key in ("test_accuracy", "validation_accuracy")
+        if key in row
+    )
+    logging.info(
+        "%sstep %d/%d  d_sup %.4f  d_unsup %.4f  g %.4f  train_acc %.1f%%%s  %.2f it/s  ETA %s",
+        prefix,
+        row["step"],
+        config.num_iterations,
+        row["d_loss_supervised"],
+        row["d_loss_unsupervised"],
+        row["g_loss"],
+        100 * row["train_accuracy"],
+        evals,
+        rate,
+        workdir.format_duration(eta),
+    )

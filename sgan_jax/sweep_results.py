@@ -1,0 +1,198 @@
+"""A sweep's tables: results.csv and curves.csv rows from the runs' files, mean ± std per label
+budget (summary.md), the plots, and merging several sweeps into one.
+"""
+
+import collections
+import csv
+import io
+import os
+
+import numpy as np
+
+from sgan_jax import metrics, plots
+from sgan_jax import workdir as workdir_lib
+from sgan_jax.errors import ConfigError
+
+# The first five are the original columns; later ones are appended, so readers keep working.
+CSV_COLUMNS = (
+    "num_labeled",
+    "seed",
+    "method",
+    "test_accuracy",
+    "wall_seconds",
+    "label_selection",
+    "final_step",
+    "selected_test_accuracy",  # at the best validation step (with a validation split)
+    "selected_step",
+)
+CURVE_KEYS = ("step", "test_accuracy", "validation_accuracy")
+CURVE_COLUMNS = ("num_labeled", "seed", *CURVE_KEYS)
+SELECTED = "sgan, validation-selected"
+
+
+def run_name(num_labeled: int, seed: int) -> str:
+    return f"labels{num_labeled}_seed{seed}"
+
+
+def collect_rows(workdir: str, budgets, seeds, only=None) -> tuple[list[dict], list[dict]]:
+    """results.csv rows for the finished runs (those named in `only`, if given), and their
+    curves.csv rows (accuracy per eval)."""
+    rows, curves = [], []
+    for num_labeled in budgets:
+        for seed in seeds:
+            if only is not None and run_name(num_labeled, seed) not in only:
+                continue
+            folder = os.path.join(workdir, run_name(num_labeled, seed))
+            if os.path.exists(os.path.join(folder, "results.json")):
+                rows += _run_rows(folder, num_labeled, seed)
+                curves += [
+                    dict(num_labeled=num_labeled, seed=seed, **{k: r.get(k) for k in CURVE_KEYS})
+                    for r in metrics.read_rows(os.path.join(folder, "metrics.jsonl"))
+                    if "test_accuracy" in r
+                ]
+    return rows, curves
+
+
+def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
+    results = metrics.read_json(os.path.join(folder, "results.json"))
+    baseline_path = os.path.join(folder, "supervised.json")
+    baseline = metrics.read_json(baseline_path) if os.path.exists(baseline_path) else {}
+    common = dict(
+        num_labeled=num_labeled, seed=seed, label_selection=results.get("label_selection")
+    )
+    rows = [
+        dict(
+            common,
+            method="sgan",
+            test_accuracy=results["test_accuracy"],
+            wall_seconds=results["wall_seconds"] - baseline.get("wall_seconds", 0.0),
+            final_step=results["final_step"],
+            selected_test_accuracy=results.get("selected_test_accuracy"),
+            selected_step=results.get("best_validation_step"),
+        )
+    ]
+    if results.get("supervised_test_accuracy") is not None:
+        rows.append(
+            dict(
+                common,
+                method="supervised",
+                test_accuracy=results["supervised_test_accuracy"],
+                wall_seconds=baseline.get("wall_seconds", float("nan")),
+            )
+        )
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """summary[method][num_labeled] = (mean, std, n) of test accuracy; std with ddof=1."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault(row["method"], {}).setdefault(row["num_labeled"], []).append(
+            row["test_accuracy"]
+        )
+        if row.get("selected_test_accuracy") is not None:
+            groups.setdefault(SELECTED, {}).setdefault(row["num_labeled"], []).append(
+                row["selected_test_accuracy"]
+            )
+    return {
+        method: {
+            budget: (
+                float(np.mean(values)),
+                float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                len(values),
+            )
+            for budget, values in by_budget.items()
+        }
+        for method, by_budget in groups.items()
+    }
+
+
+def summary_markdown(summary: dict, title: str) -> str:
+    budgets = sorted({b for by_budget in summary.values() for b in by_budget})
+    methods = sorted(summary)
+    lines = [
+        f"# {title}",
+        "",
+        "Test accuracy, mean ± std over seeds (n runs).",
+        "",
+        "| labels | " + " | ".join(methods) + " |",
+        "|---:|" + "---:|" * len(methods),
+    ]
+    for budget in budgets:
+        cells = []
+        for method in methods:
+            if budget in summary[method]:
+                mean, std, n = summary[method][budget]
+                cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}% (n={n})")
+            else:
+                cells.append("–")
+        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _parse(value: str, kind):
+    return kind(value) if value not in ("", None) else None
+
+
+def read_results_csv(path: str) -> list[dict]:
+    """results.csv rows; columns an older sweep did not write read as None."""
+    kinds = dict(num_labeled=int, seed=int, test_accuracy=float, wall_seconds=float)
+    kinds.update(final_step=int, selected_test_accuracy=float, selected_step=int)
+    with open(path, newline="") as f:
+        return [
+            {key: _parse(row.get(key), kinds.get(key, str)) for key in CSV_COLUMNS}
+            for row in csv.DictReader(f)
+        ]
+
+
+def read_curves_csv(path: str) -> list[dict]:
+    if not os.path.exists(path):
+        return []
+    kinds = dict(num_labeled=int, seed=int, step=int)
+    with open(path, newline="") as f:
+        return [
+            {key: _parse(row.get(key), kinds.get(key, float)) for key in CURVE_COLUMNS}
+            for row in csv.DictReader(f)
+        ]
+
+
+def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
+    """One results.csv, summary.md and plot from the results.csv of several sweeps, e.g. the
+    small budgets and the all-label upper bound, run with different settings or machines."""
+    rows = []
+    for sweep_dir in sweep_dirs:
+        path = os.path.join(sweep_dir, "results.csv")
+        if not os.path.exists(path):
+            raise ConfigError("sweeps", f"{path} does not exist")
+        rows += read_results_csv(path)
+    counts = collections.Counter((r["num_labeled"], r["seed"], r["method"]) for r in rows)
+    repeated = sorted(key for key, count in counts.items() if count > 1)
+    if repeated:
+        raise ConfigError("sweeps", f"(num_labeled, seed, method) {repeated[0]} is in two sweeps")
+    workdir_lib.create(workdir)
+    rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
+    curves = [c for d in sweep_dirs for c in read_curves_csv(os.path.join(d, "curves.csv"))]
+    summary = write_outputs(workdir, rows, curves, title)
+    print(summary_markdown(summary, title), flush=True)
+    return summary
+
+
+def _write_csv(path: str, columns, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    metrics.atomic_write_text(path, buffer.getvalue())
+
+
+def write_outputs(workdir: str, rows: list[dict], curves: list[dict], title: str) -> dict:
+    """results.csv, summary.md, accuracy_vs_labels.png; with eval curves also curves.csv and
+    accuracy_vs_steps.png."""
+    _write_csv(os.path.join(workdir, "results.csv"), CSV_COLUMNS, rows)
+    summary = summarise(rows)
+    metrics.atomic_write_text(os.path.join(workdir, "summary.md"), summary_markdown(summary, title))
+    plots.plot_accuracy_vs_labels(summary, os.path.join(workdir, "accuracy_vs_labels.png"), title)
+    if curves:
+        _write_csv(os.path.join(workdir, "curves.csv"), CURVE_COLUMNS, curves)
+        plots.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"), title)
+    return summary

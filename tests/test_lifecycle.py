@@ -1,0 +1,187 @@
+"""A run's lifecycle on real MNIST: one writer, stop signals, resume that loses nothing."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sgan_jax.metrics import TIMING_FIELDS
+
+from .conftest import REPO, TINY, cli_env, read_results, read_rows, run_train
+
+VALIDATION = ("--config.num_validation=200", "--config.eval_every=5")
+
+
+def untimed(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_FIELDS} for row in rows]
+
+
+def snapshot(workdir) -> dict:
+    return {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+
+
+def train_command(workdir, *overrides) -> list[str]:
+    return [
+        sys.executable,
+        os.path.join(REPO, "experiments", "train.py"),
+        f"--workdir={workdir}",
+        *TINY,
+        *overrides,
+    ]
+
+
+def wait_for(condition, process, timeout=600, what="condition"):
+    start = time.time()
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"run ended before {what}: {process.stderr.read()}")
+        if time.time() - start > timeout:
+            raise AssertionError(f"no {what} after {timeout}s")
+        time.sleep(0.02)
+
+
+def steps_in(folder) -> list[int]:
+    return sorted(int(d) for d in os.listdir(folder) if d.isdigit()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def validation_run(mnist, tmp_path_factory):
+    """An uninterrupted tiny run with a validation split, evaluated every 5 steps."""
+    workdir = tmp_path_factory.mktemp("validation") / "run"
+    run_train(workdir, *VALIDATION)
+    return workdir
+
+
+def test_resume_replaying_a_saved_best_step(validation_run, tmp_path):
+    """Killed after a new best but before the next regular checkpoint: the resume replays the
+    best step. It used to end in orbax's StepAlreadyExistsError; now the resume prunes it."""
+    workdir = tmp_path / "killed"
+    shutil.copytree(validation_run, workdir)
+    kept = steps_in(workdir / "checkpoints")[0]
+    best = steps_in(workdir / "best_checkpoint")
+    assert best and best[-1] > kept
+    for step in steps_in(workdir / "checkpoints"):
+        if step > kept:  # as if killed before these were written
+            shutil.rmtree(workdir / "checkpoints" / str(step))
+    for name in ("results.json", "supervised.json"):
+        os.remove(workdir / name)
+    resumed = run_train(workdir, *VALIDATION)
+    assert f"Resumed from step {kept}" in resumed.stdout
+    assert untimed(read_rows(workdir)) == untimed(read_rows(validation_run))
+    ours, reference = read_results(workdir), read_results(validation_run)
+    for key in ("test_accuracy", "best_validation_step", "selected_test_accuracy"):
+        assert ours[key] == reference[key], key
+    assert steps_in(workdir / "best_checkpoint") == [reference["best_validation_step"]]
+
+
+def test_checkpoints_that_do_not_restore_stop_the_run_and_touch_nothing(reference_run, tmp_path):
+    """No checkpoint restores (storage failing, or a state from other code): one line naming
+    the folder and the cause, exit 4, every file as it was. It used to start over from 0."""
+    workdir = tmp_path / "unreadable"
+    shutil.copytree(reference_run, workdir)
+    os.remove(workdir / "results.json")
+    for root, _, files in os.walk(workdir / "checkpoints"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"\0garbage")
+    before = snapshot(workdir)
+    result = run_train(workdir, check=False)
+    assert result.returncode == 4, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: checkpoints: {workdir / 'checkpoints'}: no checkpoint")
+    assert "step 40" in last
+    assert snapshot(workdir) == before
+
+
+def test_lengthening_a_decayed_run_is_refused(mnist, tmp_path):
+    workdir = tmp_path / "decayed"
+    decay = ("--config.lr_decay_start=0.5", "--config.supervised_epochs=0")
+    run_train(workdir, "--config.num_iterations=20", *decay)
+    before = snapshot(workdir)
+    result = run_train(workdir, "--config.num_iterations=30", *decay, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: num_iterations:") and "lr_decay_start=0.5" in last
+    assert snapshot(workdir) == before
+
+
+def test_runtime_keys_may_change_on_resume_and_are_recorded(reference_run, tmp_path):
+    workdir = tmp_path / "moved"
+    shutil.copytree(reference_run, workdir)
+    changed = (
+        "--config.num_iterations=50",
+        "--config.steps_per_dispatch=5",
+        "--config.eval_batch_size=500",
+        "--config.keep_checkpoints=2",
+        "--config.num_devices=1",
+    )
+    run_train(workdir, *changed)
+    results = read_results(workdir)
+    assert results["final_step"] == 50
+    (record,) = results["runtime_key_changes"]
+    assert record["step"] == 40
+    assert record["changes"] == {
+        "steps_per_dispatch": [0, 5],
+        "eval_batch_size": [1000, 500],
+        "keep_checkpoints": [3, 2],
+        "num_devices": [0, 1],
+    }
+    assert steps_in(workdir / "checkpoints") == [40, 50]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_saves_the_step_and_the_same_command_resumes_exactly(
+    reference_run, tmp_path, stop_signal
+):
+    workdir = tmp_path / "stopped"
+    process = subprocess.Popen(
+        train_command(workdir), env=cli_env(), stderr=subprocess.PIPE, text=True
+    )
+    rows_file = workdir / "metrics.jsonl"
+    wait_for(lambda: rows_file.exists() and rows_file.stat().st_size > 0, process, what="a row")
+    sent = time.time()
+    process.send_signal(stop_signal)
+    _, stderr = process.communicate(timeout=60)
+    assert time.time() - sent < 60
+    assert process.returncode == 75, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"stopped by {stop_signal.name}; checkpoint saved at step ")
+    step = int(last.split("at step ")[1].split(";")[0])
+    assert 5 <= step < 40 and steps_in(workdir / "checkpoints")[-1] == step
+    assert not (workdir / "results.json").exists()
+    if stop_signal == signal.SIGINT:
+        return  # the resume is the same as after SIGTERM
+    stopped_seconds = read_rows(workdir)[-1]["elapsed_seconds"]
+    resumed = run_train(workdir)
+    assert f"Resumed from step {step}" in resumed.stdout
+    assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
+    results, reference = read_results(workdir), read_results(reference_run)
+    for key in ("test_accuracy", "supervised_test_accuracy"):
+        assert results[key] == reference[key], key
+    # Time adds up over the two processes; this process's own time is kept beside it.
+    assert results["wall_seconds"] > results["process_wall_seconds"] + stopped_seconds * 0.99
+    elapsed = [r["elapsed_seconds"] for r in read_rows(workdir)]
+    assert elapsed == sorted(elapsed)
+
+
+def test_second_process_is_refused_and_a_killed_one_leaves_no_lock(reference_run, tmp_path):
+    workdir = tmp_path / "twice"
+    first = subprocess.Popen(
+        train_command(workdir), env=cli_env(), stderr=subprocess.PIPE, text=True
+    )
+    checkpoint = workdir / "checkpoints" / "10"
+    wait_for(lambda: checkpoint.is_dir() and any(checkpoint.iterdir()), first, what="step 10")
+    second = run_train(workdir, check=False)
+    assert second.returncode == 2 and "Traceback" not in second.stderr
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: workdir: {workdir} is in use by pid {first.pid}")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    resumed = run_train(workdir)  # the kernel dropped the lock with the process
+    assert "Resumed from step" in resumed.stdout
+    assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
