@@ -52,7 +52,8 @@ clean:
 GPU_WHEELS := ml_collections==1.1.0 tensorflow-datasets==4.9.10 array_record==0.8.6 \
 	dm-tree==0.1.10 immutabledict==4.3.1 promise==2.3 simple-parsing==0.1.9 \
 	tensorflow-metadata==1.21.0 toml==0.10.2 wrapt==2.5.2 importlib_resources==7.1.0 \
-	docstring_parser==0.18.0 googleapis-common-protos==1.76.0 protobuf==7.36.2 pyarrow==26.0.1
+	docstring_parser==0.18.0 googleapis-common-protos==1.76.0 protobuf==7.36.2 pyarrow==26.0.1 \
+	tensorboardX==2.6.5
 
 gpu-bundle: setup
 	rm -rf .whl && mkdir -p .whl

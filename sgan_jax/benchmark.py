@@ -17,13 +17,11 @@ DATASET_SHAPES = {
 }
 
 
-def benchmark(config, iterations: int, warmup: int = 10) -> dict:
-    """Iterations per second of `config`'s train step after compilation and warm-up."""
-    config_checks.check_config(config)
+def _programs(config, mesh) -> programs.Programs:
+    """The programs train.py runs (a seed axis of size 1), on random data of the dataset's shape."""
     image_shape, num_classes, num_train = DATASET_SHAPES.get(
         config.dataset, DATASET_SHAPES["mnist"]
     )
-    mesh = sharding.make_mesh(config.num_devices)
     config_checks.check_config_against_data(config, num_train, num_classes, mesh.size)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (num_train, *image_shape), dtype=np.uint8)
@@ -39,12 +37,43 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
         images[: config.init_batch_size or config.batch_size], config.image_range
     )
     state = create_train_state(config, generator, discriminator, init_images, split.pool_sizes)
-    # The programs train.py runs: a seed axis of size 1, the batch split over the mesh.
-    compiled = programs.Programs(
+    return programs.Programs(
         config, [config], dataset, [split], [state], generator, discriminator, mesh
     )
-    per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
 
+
+def step_flops(config, mesh) -> float:
+    """FLOPs of one training iteration, as XLA's cost analysis counts them for the reference
+    step (conv_impl=xla: lax convolutions, the same maths as the matmul layers)."""
+    reference = config.copy_and_resolve_references()
+    with reference.unlocked():
+        reference.conv_impl = "xla"
+    return float(_programs(reference, mesh).step_cost()["flops"])
+
+
+def matmul_peak_gflops(sizes=(1024, 2048), repeats: int = 5) -> float:
+    """The best float32 matrix-product rate of `jnp.dot` under jit, in GFLOP/s."""
+    best = 0.0
+    for n in sizes:
+        a = jax.device_put(np.ones((n, n), np.float32))
+        dot = jax.jit(jax.numpy.dot)
+        dot(a, a).block_until_ready()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(4):
+                out = dot(a, a)
+            out.block_until_ready()
+            best = max(best, 4 * 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def benchmark(config, iterations: int, warmup: int = 10) -> dict:
+    """Iterations per second of `config`'s train step after compilation and warm-up, its FLOPs
+    and the fraction of the machine's matmul peak it reaches."""
+    config_checks.check_config(config)
+    mesh = sharding.make_mesh(config.num_devices)
+    compiled = _programs(config, mesh)
+    per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
     done = 0
 
     def run(dispatches: int) -> float:
@@ -60,11 +89,13 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
     run(max(1, -(-warmup // per_dispatch)))
     dispatches = max(1, -(-iterations // per_dispatch))
     seconds = run(dispatches)
-    state = compiled.state
-    if int(state.nonfinite_step[0]) >= 0:
+    if int(compiled.state.nonfinite_step[0]) >= 0:
         raise RuntimeError("the benchmarked training went non-finite")
+    it_per_s = dispatches * per_dispatch / seconds
+    flops = step_flops(config, mesh)
+    peak = matmul_peak_gflops()
     return dict(
-        it_per_s=dispatches * per_dispatch / seconds,
+        it_per_s=it_per_s,
         batch_size=config.batch_size,
         backend=jax.default_backend(),
         device=jax.devices()[0].device_kind,
@@ -74,4 +105,8 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
         model=config.model,
         conv_impl=config.conv_impl,
         num_devices=mesh.size,
+        gflop_per_step=flops / 1e9,
+        achieved_gflops=flops * it_per_s / 1e9,
+        peak_gflops=peak,
+        fraction_of_peak=flops * it_per_s / 1e9 / peak,
     )

@@ -44,6 +44,11 @@ def define_distributed_flags() -> None:
 
 
 def maybe_initialize_distributed() -> None:
+    """Before jax starts: the config's XLA flags, then the processes' rendezvous if asked for."""
+    if "config" in flags.FLAGS:
+        from sgan_jax import provenance
+
+        run_cleanly(lambda: provenance.apply_xla_settings(flags.FLAGS.config))
     if flags.FLAGS.distributed:
         from sgan_jax import sharding
 

@@ -8,6 +8,8 @@ from sgan_jax.errors import ConfigError
 LABEL_SELECTIONS = ("first", "balanced")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 GENERATOR_LOSSES = ("non_saturating", "feature_matching")
+# jax_default_matmul_precision's values.
+MATMUL_PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 _CHOICES = {
     "label_selection": LABEL_SELECTIONS,
@@ -18,6 +20,7 @@ _CHOICES = {
     "z_distribution": Z_DISTRIBUTIONS,
     "generator_loss": GENERATOR_LOSSES,
     "conv_impl": conv.IMPLS,
+    "matmul_precision": MATMUL_PRECISIONS,
 }
 _POSITIVE = ("num_labeled", "batch_size", "z_dim", "learning_rate", "eval_batch_size")
 _NON_NEGATIVE = (

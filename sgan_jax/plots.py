@@ -98,15 +98,17 @@ def plot_accuracy_vs_labels(summary: dict, path: str, title: str = "") -> None:
 
 def plot_accuracy_vs_steps(curves: list[dict], path: str, title: str = "") -> None:
     """Test accuracy against iterations: a thin line per seed and their mean, a panel per label
-    budget. `curves` are curves.csv rows (num_labeled, seed, step, test_accuracy)."""
-    budgets = sorted({c["num_labeled"] for c in curves})
+    budget and label selection. `curves` are curves.csv rows."""
+    panels = sorted({(c["num_labeled"], c.get("label_selection") or "") for c in curves})
     fig, axes = plt.subplots(
-        1, len(budgets), figsize=(6.5 * len(budgets), 4.5), squeeze=False, sharey=True
+        1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False, sharey=True
     )
-    for ax, budget in zip(axes[0], budgets, strict=True):
+    for ax, (budget, selection) in zip(axes[0], panels, strict=True):
         by_seed: dict = {}
         for c in curves:
-            if c["num_labeled"] == budget and c["test_accuracy"] is not None:
+            if (c["num_labeled"], c.get("label_selection") or "") == (budget, selection) and (
+                c["test_accuracy"] is not None
+            ):
                 by_seed.setdefault(c["seed"], {})[c["step"]] = c["test_accuracy"]
         for seed, points in sorted(by_seed.items()):
             steps = sorted(points)
@@ -115,7 +117,7 @@ def plot_accuracy_vs_steps(curves: list[dict], path: str, title: str = "") -> No
         if len(by_seed) > 1 and common:
             mean = [np.mean([p[s] for p in by_seed.values()]) for s in common]
             ax.plot(common, mean, "k", lw=2.5, label=f"mean of {len(by_seed)}")
-        ax.set(xlabel="iteration", ylabel="test accuracy", title=f"{budget} labels")
+        ax.set(xlabel="iteration", ylabel="test accuracy", title=f"{budget} labels, {selection}")
         ax.grid(True, alpha=0.4)
         ax.legend(loc="lower right")
     if title:

@@ -88,6 +88,18 @@ class Programs:
         else:
             self.state = self._step_many(self.state, self.data, step, count)
 
+    def _compiled_step(self):
+        return self._step_once.lower(self.state, self.data, jnp.asarray(0, jnp.int32)).compile()
+
+    def step_cost(self) -> dict:
+        """XLA's cost analysis (flops, bytes accessed) of one training iteration."""
+        cost = self._compiled_step().cost_analysis()
+        return cost[0] if isinstance(cost, list) else cost  # a list in older jax
+
+    def compiled_step_text(self) -> str:
+        """The optimised HLO of one training iteration, as XLA runs it."""
+        return self._compiled_step().as_text()
+
     def seed_state(self, i: int):
         return pick(self.state, i)
 

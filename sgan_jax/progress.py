@@ -1,5 +1,6 @@
-"""What the training loop keeps track of on the host: the best validation eval (for selection
-and early stopping), wall time across resumes, the training rate, and the progress line."""
+"""What the training loop keeps track of on the host: which steps log, eval, sample and save;
+the best validation eval (for selection and early stopping); wall time across resumes; the
+training rate; the metrics row, the NaN check and the progress line."""
 
 import dataclasses
 import time
@@ -7,6 +8,8 @@ import time
 from absl import logging
 
 from sgan_jax import workdir
+from sgan_jax.errors import NonFiniteError
+from sgan_jax.state import METRIC_NAMES
 
 
 class EvalTracker:
@@ -86,3 +89,45 @@ def log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
         rate,
         workdir.format_duration(eta),
     )
+
+
+def is_boundary(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def steps_to_next_boundary(step: int, config) -> int:
+    candidates = [config.num_iterations - step]
+    for every in (
+        config.log_every,
+        config.eval_every,
+        config.sample_every,
+        config.checkpoint_every,
+    ):
+        if every > 0:
+            candidates.append(every - step % every)
+    return min(candidates)
+
+
+def row(step, host, evals, is_log, rate, clock) -> dict:
+    """The metrics.jsonl row of `step`: loss means since the last log, evals, timing."""
+    row = {"step": step}
+    if is_log:
+        means = host["metric_sums"] / max(int(host["metric_count"]), 1)
+        row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
+    row.update(evals)
+    if is_log:
+        row["it_per_s"] = rate
+        row["elapsed_seconds"] = clock.run_seconds()
+        row["process_elapsed_seconds"] = clock.process_seconds()
+    return row
+
+
+def check_finite(host: dict, checkpointer) -> None:
+    if host["nonfinite_step"] >= 0:
+        saved = checkpointer.steps()
+        raise NonFiniteError(
+            int(host["nonfinite_step"]) + 1,
+            METRIC_NAMES[int(host["nonfinite_metric"])],
+            float(host["nonfinite_value"]),
+            saved[-1] if saved else None,
+        )

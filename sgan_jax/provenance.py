@@ -1,10 +1,18 @@
-"""What produced a result: library versions, the device and the git commit."""
+"""What produced a result: the XLA settings in force (the deterministic-ops flag is put in the
+environment here, before jax starts its backends), library versions, the device and the commit.
+"""
 
+import functools
 import importlib.metadata
 import os
 import subprocess
 
 import jax
+from jax._src import xla_bridge  # backends_are_initialized: there is no public equivalent
+
+from sgan_jax.errors import ConfigError
+
+DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 
 
 def _version(package: str) -> str:
@@ -14,6 +22,7 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+@functools.cache  # the code this process loaded: a sweep's later runs must not see a newer HEAD
 def git_commit() -> str:
     """The commit of this checkout, with "-dirty" if it has uncommitted changes."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,11 +42,33 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def provenance() -> dict:
+def apply_xla_settings(config) -> None:
+    """With `deterministic`, adds XLA's deterministic-ops flag to XLA_FLAGS, which XLA reads once,
+    when jax starts its backends. Started without it, a GPU run is refused; a CPU run is
+    deterministic anyway (for a fixed core count)."""
+    if not config.deterministic:
+        return
+    current = os.environ.get("XLA_FLAGS", "")
+    if DETERMINISTIC_FLAG in current.split():
+        return
+    if not xla_bridge.backends_are_initialized():
+        os.environ["XLA_FLAGS"] = f"{current} {DETERMINISTIC_FLAG}".strip()
+    elif jax.default_backend() == "gpu":
+        raise ConfigError(
+            "deterministic",
+            f"jax started without {DETERMINISTIC_FLAG}; run experiments/train.py, or set it in "
+            "XLA_FLAGS before jax starts",
+        )
+
+
+def provenance(config) -> dict:
     return dict(
         versions={p: _version(p) for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")},
         backend=jax.default_backend(),
         device=jax.devices()[0].device_kind,
         num_devices=jax.device_count(),
         git_commit=git_commit(),
+        matmul_precision=config.matmul_precision,
+        deterministic=config.deterministic,
+        xla_flags=os.environ.get("XLA_FLAGS", ""),
     )

@@ -35,12 +35,28 @@ def sync(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-    """A 1-D mesh over the first `num_devices` devices (0: all of them)."""
-    available = jax.devices()
-    if num_devices > len(available):
-        raise ConfigError("num_devices", f"{num_devices} asked for, {len(available)} available")
-    return Mesh(np.array(available[: num_devices or len(available)]), (AXIS,))
+def make_mesh(num_devices: int = 0, num_seeds: int = 1) -> Mesh:
+    """A 1-D mesh for `num_seeds` seeds trained together.
+
+    `num_devices` N > 0: the first N of this process's local devices. 0 (automatic): with
+    several processes, every device of every process (the batch is split over all of them);
+    in one process, one device for one seed, since these small networks gain less from a split
+    batch than they pay in communication, and for several seeds the most local devices that
+    divide them evenly, one group of seeds per device.
+    """
+    if jax.process_count() > 1:
+        if num_devices not in (0, jax.device_count()):
+            raise ConfigError(
+                "num_devices",
+                f"must be 0 (all {jax.device_count()} devices) with several processes",
+            )
+        return Mesh(np.array(jax.devices()), (AXIS,))
+    local = jax.local_devices()
+    if num_devices > len(local):
+        raise ConfigError("num_devices", f"{num_devices} asked for, {len(local)} available")
+    if not num_devices:
+        num_devices = max(d for d in range(1, len(local) + 1) if num_seeds % d == 0)
+    return Mesh(np.array(local[:num_devices]), (AXIS,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -72,16 +72,14 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             )
             return indices
 
-        labeled = draw("labeled", labeled_key, "labeled_idx")
-        unlabeled = draw("unlabeled", unlabeled_key, "unlabeled_idx")
-        labels = data["labels"][labeled]
+        with jax.named_scope("sample_batches"):  # a scope names its ops in profiles
+            labeled = draw("labeled", labeled_key, "labeled_idx")
+            unlabeled = draw("unlabeled", unlabeled_key, "unlabeled_idx")
+            labels = data["labels"][labeled]
+            real = [scaled(data["images"][labeled]), scaled(data["images"][unlabeled])]
         g_params = state.generator.params
         fake = generator.apply({"params": g_params}, latent(z_d_key), train=True)
-        images = shard_batch(
-            jnp.concatenate(
-                [scaled(data["images"][labeled]), scaled(data["images"][unlabeled]), fake]
-            )
-        )
+        images = shard_batch(jnp.concatenate([*real, fake]))
 
         def d_loss_fn(d_params):
             logits = discriminator.apply(
@@ -104,7 +102,8 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             return supervised + config.unlabeled_weight * unsupervised, metrics
 
         d_grads, metrics = jax.grad(d_loss_fn, has_aux=True)(state.discriminator.params)
-        d_state = state.discriminator.apply_gradients(grads=d_grads)
+        with jax.named_scope("adam"):
+            d_state = state.discriminator.apply_gradients(grads=d_grads)
 
         def apply_d(images, key, return_features=False):
             return discriminator.apply(
@@ -119,7 +118,8 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             # A second, independent unlabeled batch, and fresh noise and dropout for each of
             # the two passes, as Theano draws them in the Improved-GAN code.
             real_key, fake_key = jax.random.split(g_key)
-            real_images = data["images"][draw("unlabeled_g", unlabeled_g_key, "unlabeled_idx")]
+            with jax.named_scope("sample_batches"):
+                real_images = data["images"][draw("unlabeled_g", unlabeled_g_key, "unlabeled_idx")]
             _, real_features = apply_d(
                 shard_batch(scaled(real_images)), real_key, return_features=True
             )
@@ -139,10 +139,13 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
         metrics["g_loss"], g_grads = jax.value_and_grad(g_loss_fn)(g_params)
         ema = state.discriminator_ema
         if ema is not None:
-            ema = ema.update(d_state.params, config.ema_decay)
+            with jax.named_scope("ema"):
+                ema = ema.update(d_state.params, config.ema_decay)
+        with jax.named_scope("adam"):
+            g_state = state.generator.apply_gradients(grads=g_grads)
         return state.replace(
             step=step + 1,
-            generator=state.generator.apply_gradients(grads=g_grads),
+            generator=g_state,
             discriminator=d_state,
             discriminator_ema=ema,
             samplers=samplers,

@@ -26,7 +26,7 @@ CSV_COLUMNS = (
     "selected_step",
 )
 CURVE_KEYS = ("step", "test_accuracy", "validation_accuracy")
-CURVE_COLUMNS = ("num_labeled", "seed", *CURVE_KEYS)
+CURVE_COLUMNS = ("num_labeled", "seed", "label_selection", *CURVE_KEYS)
 SELECTED = "sgan, validation-selected"
 
 
@@ -44,9 +44,15 @@ def collect_rows(workdir: str, budgets, seeds, only=None) -> tuple[list[dict], l
                 continue
             folder = os.path.join(workdir, run_name(num_labeled, seed))
             if os.path.exists(os.path.join(folder, "results.json")):
-                rows += _run_rows(folder, num_labeled, seed)
+                run_rows = _run_rows(folder, num_labeled, seed)
+                rows += run_rows
                 curves += [
-                    dict(num_labeled=num_labeled, seed=seed, **{k: r.get(k) for k in CURVE_KEYS})
+                    dict(
+                        num_labeled=num_labeled,
+                        seed=seed,
+                        label_selection=run_rows[0]["label_selection"],
+                        **{k: r.get(k) for k in CURVE_KEYS},
+                    )
                     for r in metrics.read_rows(os.path.join(folder, "metrics.jsonl"))
                     if "test_accuracy" in r
                 ]
@@ -84,16 +90,20 @@ def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
 
 
 def summarise(rows: list[dict]) -> dict:
-    """summary[method][num_labeled] = (mean, std, n) of test accuracy; std with ddof=1."""
+    """summary[method][num_labeled] = (mean, std, n) of test accuracy; std with ddof=1. Rows of
+    several label selections (merged sweeps) are kept apart: "sgan, first labels"."""
     groups: dict = {}
+    selections = {row.get("label_selection") for row in rows}
+
+    def add(method, row, value):
+        if len(selections) > 1:
+            method = f"{method}, {row.get('label_selection')} labels"
+        groups.setdefault(method, {}).setdefault(row["num_labeled"], []).append(value)
+
     for row in rows:
-        groups.setdefault(row["method"], {}).setdefault(row["num_labeled"], []).append(
-            row["test_accuracy"]
-        )
+        add(row["method"], row, row["test_accuracy"])
         if row.get("selected_test_accuracy") is not None:
-            groups.setdefault(SELECTED, {}).setdefault(row["num_labeled"], []).append(
-                row["selected_test_accuracy"]
-            )
+            add(SELECTED, row, row["selected_test_accuracy"])
     return {
         method: {
             budget: (
@@ -148,7 +158,7 @@ def read_results_csv(path: str) -> list[dict]:
 def read_curves_csv(path: str) -> list[dict]:
     if not os.path.exists(path):
         return []
-    kinds = dict(num_labeled=int, seed=int, step=int)
+    kinds = dict(num_labeled=int, seed=int, step=int, label_selection=str)
     with open(path, newline="") as f:
         return [
             {key: _parse(row.get(key), kinds.get(key, float)) for key in CURVE_COLUMNS}
@@ -165,10 +175,15 @@ def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
         if not os.path.exists(path):
             raise ConfigError("sweeps", f"{path} does not exist")
         rows += read_results_csv(path)
-    counts = collections.Counter((r["num_labeled"], r["seed"], r["method"]) for r in rows)
+    counts = collections.Counter(
+        (r["num_labeled"], r["seed"], r["method"], r["label_selection"] or "") for r in rows
+    )
     repeated = sorted(key for key, count in counts.items() if count > 1)
     if repeated:
-        raise ConfigError("sweeps", f"(num_labeled, seed, method) {repeated[0]} is in two sweeps")
+        raise ConfigError(
+            "sweeps",
+            f"(num_labeled, seed, method, label_selection) {repeated[0]} is in two sweeps",
+        )
     workdir_lib.create(workdir)
     rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
     curves = [c for d in sweep_dirs for c in read_curves_csv(os.path.join(d, "curves.csv"))]

@@ -28,6 +28,7 @@ from sgan_jax import (
     checkpointing,
     config_checks,
     input_pipeline,
+    live_metrics,
     metrics,
     models,
     plots,
@@ -39,8 +40,8 @@ from sgan_jax import (
     supervised,
     workdir,
 )
-from sgan_jax.errors import ConfigError, NonFiniteError, Preempted
-from sgan_jax.state import METRIC_NAMES, create_train_state
+from sgan_jax.errors import ConfigError, Preempted
+from sgan_jax.state import create_train_state
 
 # Keys that may differ between the seeds trained together by train_and_evaluate_seeds.
 PER_SEED_KEYS = ("seed", "data_seed")
@@ -57,6 +58,7 @@ class _Run:
     best_checkpointer: checkpointing.Checkpointer | None
     lock: workdir.Lock | None
     writer: metrics.MetricsWriter | None = None
+    events: live_metrics.EventWriter | None = None
     tracker: progress.EvalTracker | None = None
 
     def save(self, step: int, state, clock: progress.Clock) -> None:
@@ -83,7 +85,12 @@ def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
             raise ConfigError("config", f"seeds trained together differ in {differing}")
     if len(configs) > 1 and configs[0].early_stopping_patience:
         raise ConfigError("early_stopping_patience", "cannot stop one of several vmapped seeds")
-    with preemption.StopRequests() as stop:
+    provenance.apply_xla_settings(configs[0])
+    precision = configs[0].matmul_precision
+    with (
+        preemption.StopRequests() as stop,
+        jax.default_matmul_precision(None if precision == "default" else precision),
+    ):
         return _train(list(configs), list(workdirs), stop)
 
 
@@ -136,6 +143,12 @@ def _resume(runs, states, changes, clock: progress.Clock) -> tuple[list, int]:
             os.path.join(run.workdir, "metrics.jsonl"), start_step, write=sharding.is_primary()
         )
         run.tracker = progress.EvalTracker(run.writer.rows, run.config.early_stopping_patience)
+        run.events = live_metrics.EventWriter(
+            run.workdir,
+            run.config,
+            start_step,
+            enabled=sharding.is_primary() and run.config.tensorboard,
+        )
     return states, start_step
 
 
@@ -155,9 +168,9 @@ def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
     config = configs[0]
     for c in configs:
         config_checks.check_config(c)
-    origin = provenance.provenance()  # the code that runs, before anything changes it
+    origin = provenance.provenance(config)  # the code that runs, before anything changes it
     dataset = input_pipeline.load_for_processes(config)
-    mesh = sharding.make_mesh(config.num_devices)
+    mesh = sharding.make_mesh(config.num_devices, len(configs))
     if len(configs) > 1 and len(configs) % mesh.size:
         raise ConfigError(
             "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
@@ -180,6 +193,8 @@ def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
             for c, s in zip(configs, splits, strict=True)
         ]
         states, start_step = _resume(runs, states, changes, clock)
+        for run in runs:
+            held.callback(run.events.close)
         compiled = programs.Programs(
             config, configs, dataset, splits, states, generator, discriminator, mesh
         )
@@ -228,7 +243,11 @@ def _finish(run, step, final_eval, summary, clock, discriminator, dataset, compi
         baseline,
         run.tracker.best,
         dict(
-            summary, wall_seconds=clock.run_seconds(), process_wall_seconds=clock.process_seconds()
+            summary,
+            wall_seconds=clock.run_seconds(),
+            process_wall_seconds=clock.process_seconds(),
+            process_started=clock.process_start,
+            finished=time.time(),
         ),
     )
     if sharding.is_primary():
@@ -243,30 +262,13 @@ def _finish(run, step, final_eval, summary, clock, discriminator, dataset, compi
     return results
 
 
-def _is_boundary(step: int, every: int) -> bool:
-    return every > 0 and step % every == 0
-
-
-def _steps_to_next_boundary(step: int, config) -> int:
-    candidates = [config.num_iterations - step]
-    for every in (
-        config.log_every,
-        config.eval_every,
-        config.sample_every,
-        config.checkpoint_every,
-    ):
-        if every > 0:
-            candidates.append(every - step % every)
-    return min(candidates)
-
-
 def _train_loop(compiled, runs, config, start_step: int, clock: progress.Clock, stop) -> int:
     """Trains until num_iterations, early stopping or a stop signal; returns the last step."""
     steps_per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)
     step = start_step
     timer = progress.RateTimer(step)
     while step < config.num_iterations and not any(r.tracker.should_stop for r in runs):
-        count = min(steps_per_dispatch, _steps_to_next_boundary(step, config))
+        count = min(steps_per_dispatch, progress.steps_to_next_boundary(step, config))
         compiled.train(step, count)
         step += count
         _at_step(compiled, runs, config, timer, clock, step)
@@ -278,19 +280,19 @@ def _train_loop(compiled, runs, config, start_step: int, clock: progress.Clock, 
 def _at_step(compiled, runs, config, timer, clock, step: int) -> None:
     """What falls due at `step`: log, eval (and best checkpoint), samples, checkpoint."""
     final = step == config.num_iterations
-    is_log = _is_boundary(step, config.log_every) or final
-    is_eval = _is_boundary(step, config.eval_every) or final
-    is_sample = _is_boundary(step, config.sample_every) or final
-    is_checkpoint = _is_boundary(step, config.checkpoint_every) or final
+    is_log = progress.is_boundary(step, config.log_every) or final
+    is_eval = progress.is_boundary(step, config.eval_every) or final
+    is_sample = progress.is_boundary(step, config.sample_every) or final
+    is_checkpoint = progress.is_boundary(step, config.checkpoint_every) or final
     if not (is_log or is_eval or is_sample or is_checkpoint):
         return
     host = compiled.host_counters()
     rate = timer.rate(step)
     for i, run in enumerate(runs):
-        _check_finite(programs.pick(host, i), run)
+        progress.check_finite(programs.pick(host, i), run.checkpointer)
     evals = compiled.evaluate(bool(config.num_validation)) if is_eval else [{}] * len(runs)
     for i, run in enumerate(runs):
-        row = _row(step, programs.pick(host, i), evals[i], is_log, rate, clock)
+        row = progress.row(step, programs.pick(host, i), evals[i], is_log, rate, clock)
         if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
             run.best_checkpointer.save(step, compiled.seed_state(i))
         if is_log and sharding.is_primary():
@@ -298,6 +300,7 @@ def _at_step(compiled, runs, config, timer, clock, step: int) -> None:
             progress.log_progress(row, run.config, rate, prefix)
         if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
             run.writer.write(row)
+            run.events.scalars(row)
     if is_log:
         timer.restart()
     if is_sample:
@@ -308,19 +311,6 @@ def _at_step(compiled, runs, config, timer, clock, step: int) -> None:
     timer.mark(step)
 
 
-def _row(step, host, evals, is_log, rate, clock) -> dict:
-    row = {"step": step}
-    if is_log:
-        means = host["metric_sums"] / max(int(host["metric_count"]), 1)
-        row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
-    row.update(evals)
-    if is_log:
-        row["it_per_s"] = rate
-        row["elapsed_seconds"] = clock.run_seconds()
-        row["process_elapsed_seconds"] = clock.process_seconds()
-    return row
-
-
 def _save_samples(compiled, runs, step: int) -> None:
     images = compiled.samples()
     if not sharding.is_primary():
@@ -329,14 +319,4 @@ def _save_samples(compiled, runs, step: int) -> None:
         plots.save_sample_grid(
             images[i], os.path.join(run.workdir, "samples", f"step_{step:07d}.png")
         )
-
-
-def _check_finite(host: dict, run: _Run) -> None:
-    if host["nonfinite_step"] >= 0:
-        saved = run.checkpointer.steps()
-        raise NonFiniteError(
-            int(host["nonfinite_step"]) + 1,
-            METRIC_NAMES[int(host["nonfinite_metric"])],
-            float(host["nonfinite_value"]),
-            saved[-1] if saved else None,
-        )
+        run.events.samples(step, images[i])

@@ -27,10 +27,12 @@ RUNTIME_KEYS = (
     "log_every",
     "data_dir",
     "manual_dir",
+    "deterministic",
+    "tensorboard",
 )
 # Keys added after runs were started, with the value that reproduces what those runs did: a
 # config.json without the key is the same experiment as a config with that value.
-ADDED_KEYS = {"supervised_ema_decay": 0.0}
+ADDED_KEYS = {"supervised_ema_decay": 0.0, "matmul_precision": "default", "deterministic": False}
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "runtime_changes.json"
 

@@ -133,6 +133,7 @@ def test_two_processes_equal_one_process_with_two_devices(mnist, tmp_path):
         "train.py",
         f"--workdir={tmp_path / 'one'}",
         *args,
+        "--config.num_devices=2",
         env=cli_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
     )
     two_args = (f"--workdir={tmp_path / 'two'}", *args)
@@ -182,3 +183,58 @@ def test_two_process_sweep_writes_its_summary_once(mnist, tmp_path):
     rows = {r["method"]: r for r in sweep_results.read_results_csv(str(workdir / "results.csv"))}
     assert rows["sgan"]["test_accuracy"] == run["test_accuracy"]
     assert rows["supervised"]["test_accuracy"] == run["supervised_test_accuracy"]
+
+
+EIGHT_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from sgan_jax import train
+    from tests.conftest import load_config, tiny
+
+    assert jax.local_device_count() == 8, jax.devices()
+    out = sys.argv[1]
+    results = {}
+    # The defaults: one run, one device, for both recipes (a batch of 100 splits 8 ways not).
+    for name in ("sgan_mnist", "improved_mnist"):
+        config = tiny(load_config(name), num_iterations=10, supervised_epochs=1)
+        results[name] = train.train_and_evaluate(config, f"{out}/{name}")
+    # 3 vmapped seeds: spread over the 3 devices that divide them; then each seed's baseline,
+    # whose batch of 100 does not split 3 ways.
+    seeds = [
+        tiny(load_config("improved_mnist"), seed=s, data_seed=s, num_iterations=10,
+             supervised_epochs=1)
+        for s in (0, 1, 2)
+    ]
+    results["seeds"] = train.train_and_evaluate_seeds(seeds, [f"{out}/seed{s}" for s in (0, 1, 2)])
+    json.dump(results, open(out + "/summary.json", "w"))
+    """
+)
+
+
+def test_eight_devices_run_both_recipes_and_a_seed_group(mnist, tmp_path):
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        JAX_PLATFORMS="cpu",
+        SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
+        TFDS_DATA_DIR=DATA_DIR,
+        PYTHONPATH=REPO,
+        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", EIGHT_DEVICES, str(tmp_path)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.load(open(tmp_path / "summary.json"))
+    for name in ("sgan_mnist", "improved_mnist"):
+        assert summary[name]["mesh_devices"] == 1 and summary[name]["num_devices"] == 8
+        assert summary[name]["supervised_test_accuracy"] > 0.1
+    for seed in summary["seeds"]:
+        assert seed["mesh_devices"] == 3 and seed["vectorized_seeds"] == 3
+        assert seed["supervised_test_accuracy"] > 0.1

@@ -1,14 +1,17 @@
 """Label-budget sweeps: the three outputs, skipping finished runs, vmapped seeds."""
 
 import csv
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from sgan_jax import train
 
-from .conftest import load_config, read_rows, run_script, tiny
+from .conftest import REPO, cli_env, load_config, read_rows, run_script, tiny
 
 SWEEP_ARGS = (
     "--num_labeled=20,100",
@@ -148,3 +151,77 @@ def test_merge_sweeps_rebuilds_the_table_and_refuses_repeats(sweep_dir, tmp_path
     assert again.returncode == 2 and "Traceback" not in again.stderr
     assert again.stderr.strip().splitlines()[-1].startswith("error: sweeps:")
     assert not (tmp_path / "repeat").exists()
+
+
+JOB_ARGS = (
+    "--num_labeled=20",
+    "--seeds=0,1",
+    "--config.num_iterations=10",
+    "--config.supervised_epochs=1",
+    "--config.log_every=5",
+    "--config.eval_every=10",
+    "--config.sample_every=10",
+    "--config.checkpoint_every=10",
+)
+
+
+def _rows(sweep):
+    with open(sweep / "results.csv") as f:
+        return sorted(csv.DictReader(f), key=lambda r: (r["seed"], r["method"]))
+
+
+def test_jobs_overlap_runs_and_shards_merge_into_the_whole_sweep(mnist, tmp_path):
+    """--jobs=2 on 2 cores runs the two runs at once, one core each; the same runs as two
+    shards (one core each too, so the same float rounding) merge into the same table."""
+    whole = tmp_path / "whole"
+    result = run_script("sweep.py", f"--workdir={whole}", *JOB_ARGS, "--jobs=2")
+    assert result.stdout.count("start labels20_seed") == 2
+    spans = []
+    for seed in (0, 1):
+        results = json.load(open(whole / f"labels20_seed{seed}" / "results.json"))
+        assert results["mesh_devices"] == 1
+        spans.append((results["process_started"], results["finished"]))
+        assert (whole / f"labels20_seed{seed}" / "train.log").stat().st_size > 0
+    (start_a, end_a), (start_b, end_b) = spans
+    assert start_a < end_b and start_b < end_a  # the two runs overlapped in time
+    again = run_script("sweep.py", f"--workdir={whole}", *JOB_ARGS, "--jobs=2")
+    assert again.stdout.count(": finished") == 2 and "start " not in again.stdout
+    one_core = {sorted(os.sched_getaffinity(0))[0]}
+    parts = [tmp_path / f"part{i}" for i in (0, 1)]
+    for i, part in enumerate(parts):
+        command = [
+            sys.executable,
+            os.path.join(REPO, "experiments", "sweep.py"),
+            f"--workdir={part}",
+            *JOB_ARGS,
+            "--num_shards=2",
+            f"--shard_index={i}",
+        ]
+        shard = subprocess.run(
+            command,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+            preexec_fn=lambda: os.sched_setaffinity(0, one_core),
+        )
+        assert shard.returncode == 0, shard.stderr[-3000:]
+        assert len(_rows(part)) == 2  # one run: SGAN and its baseline
+    merged = tmp_path / "merged"
+    run_script("merge_sweeps.py", f"--sweeps={parts[0]},{parts[1]}", f"--workdir={merged}")
+    keys = ("num_labeled", "seed", "method", "test_accuracy", "selected_test_accuracy")
+    assert [{k: r[k] for k in keys} for r in _rows(merged)] == [
+        {k: r[k] for k in keys} for r in _rows(whole)
+    ]
+
+
+def test_tensorboard_on_the_sweep_folder_shows_every_run(sweep_dir):
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(sweep_dir))
+    multiplexer.Reload()
+    runs = multiplexer.Runs()
+    assert set(runs) == {f"labels{n}_seed{s}" for n in (20, 100) for s in (0, 1)}
+    for run in runs:
+        assert "g_loss" in multiplexer.GetAccumulator(run).Tags()["scalars"]

@@ -64,8 +64,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every = 2000
     config.keep_checkpoints = 3
     config.eval_batch_size = 1000
+    config.tensorboard = True  # TensorBoard event files in the workdir, beside metrics.jsonl
     config.early_stopping_patience = 0  # evals without a better validation accuracy; 0: off
     config.steps_per_dispatch = 0  # iterations per jitted call; 0: 1 on CPU, 100 elsewhere
-    config.num_devices = 0  # data-parallel over this many local devices; 0: all of them
+    # Local devices to run on (N > 1: the batch split over N). 0: automatic, one device per run
+    # (several seeds spread over the devices that divide them; all devices of all processes
+    # with --distributed).
+    config.num_devices = 0
+    # Precision of float32 matrix products on accelerators (jax_default_matmul_precision):
+    # "default" lets GPUs use TF32 and TPUs bfloat16 passes; "highest" is full float32.
+    config.matmul_precision = "default"
+    # GPU: XLA's deterministic ops (--xla_gpu_deterministic_ops), set before jax starts, so
+    # reruns on the same GPU are bit-identical, at some speed. No effect on CPU, which is.
+    config.deterministic = False
 
     return config
