@@ -46,10 +46,11 @@ def _close(rows_a, rows_b):
             assert abs(a[key] - b[key]) <= 1e-3 * abs(b[key]) + 1e-4, (key, a[key], b[key])
 
 
-def test_four_devices_equal_one(mnist, tmp_path):
+def _run_with_devices(script: str, count: int, out) -> dict:
+    """Runs a script in a subprocess that sees `count` simulated CPU devices; its summary.json."""
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
         JAX_PLATFORMS="cpu",
         SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
         TFDS_DATA_DIR=DATA_DIR,
@@ -57,7 +58,7 @@ def test_four_devices_equal_one(mnist, tmp_path):
         JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
     )
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", script, str(out)],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -65,7 +66,11 @@ def test_four_devices_equal_one(mnist, tmp_path):
         timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.load(open(tmp_path / "summary.json"))
+    return json.load(open(out / "summary.json"))
+
+
+def test_four_devices_equal_one(mnist, tmp_path):
+    summary = _run_with_devices(SCRIPT, 4, tmp_path)
     assert summary["one"]["mesh_devices"] == 1 and summary["four"]["mesh_devices"] == 4
     assert summary["spread"][0]["mesh_devices"] == 2
     rows = summary["rows"]
@@ -213,25 +218,7 @@ EIGHT_DEVICES = textwrap.dedent(
 
 
 def test_eight_devices_run_both_recipes_and_a_seed_group(mnist, tmp_path):
-    env = dict(
-        os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=8",
-        JAX_PLATFORMS="cpu",
-        SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
-        TFDS_DATA_DIR=DATA_DIR,
-        PYTHONPATH=REPO,
-        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", EIGHT_DEVICES, str(tmp_path)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    summary = json.load(open(tmp_path / "summary.json"))
+    summary = _run_with_devices(EIGHT_DEVICES, 8, tmp_path)
     for name in ("sgan_mnist", "improved_mnist"):
         assert summary[name]["mesh_devices"] == 1 and summary[name]["num_devices"] == 8
         assert summary[name]["supervised_test_accuracy"] > 0.1
