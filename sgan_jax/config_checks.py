@@ -26,6 +26,7 @@ _POSITIVE = ("num_labeled", "batch_size", "z_dim", "learning_rate", "eval_batch_
 _NON_NEGATIVE = (
     "num_iterations",
     "num_validation",
+    "test_examples",
     "supervised_epochs",
     "log_every",
     "eval_every",

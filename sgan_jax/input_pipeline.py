@@ -216,14 +216,27 @@ def device_data(dataset: Dataset, split: LabelSplit) -> dict[str, np.ndarray]:
 
 
 def load_for_processes(config) -> Dataset:
-    """The config's dataset; with several processes, process 0 prepares it while the rest wait."""
+    """The config's dataset; with several processes, process 0 prepares it while the rest wait.
+    With `test_examples` > 0, only the test split's first that many examples are kept."""
     data_dir, manual_dir = resolve_dirs(config)
     if sharding.is_primary():
         dataset = load_dataset(config.dataset, data_dir, manual_dir)
     sharding.sync("sgan_jax:dataset")
     if not sharding.is_primary():
         dataset = load_dataset(config.dataset, data_dir, manual_dir)
-    return dataset
+    return first_test_examples(dataset, config.test_examples)
+
+
+def first_test_examples(dataset: Dataset, count: int) -> Dataset:
+    """The dataset with its test split cut to the first `count` examples (0: all of them)."""
+    available = len(dataset.test_labels)
+    if count > available:
+        raise ConfigError("test_examples", f"{count} is more than the {available} test examples")
+    if not count:
+        return dataset
+    return dataclasses.replace(
+        dataset, test_images=dataset.test_images[:count], test_labels=dataset.test_labels[:count]
+    )
 
 
 def select_for_configs(configs, dataset: Dataset, batch_devices: int) -> list[LabelSplit]:

@@ -32,7 +32,12 @@ RUNTIME_KEYS = (
 )
 # Keys added after runs were started, with the value that reproduces what those runs did: a
 # config.json without the key is the same experiment as a config with that value.
-ADDED_KEYS = {"supervised_ema_decay": 0.0, "matmul_precision": "default", "deterministic": False}
+ADDED_KEYS = {
+    "supervised_ema_decay": 0.0,
+    "matmul_precision": "default",
+    "deterministic": False,
+    "test_examples": 0,
+}
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "runtime_changes.json"
 
@@ -149,6 +154,7 @@ def results(config, workdir: str, step: int, final_eval, baseline, best, summary
         seed=config.seed,
         data_seed=config.data_seed,
         num_iterations=config.num_iterations,
+        test_examples=config.test_examples,  # 0: the whole test split
         final_step=step,
         stopped_early=step < config.num_iterations,
         test_accuracy=final_eval["test_accuracy"],
@@ -186,9 +192,10 @@ def print_table(results: dict) -> None:
     if results["supervised_test_accuracy"] is not None:
         rows.append(("supervised baseline", results["supervised_test_accuracy"]))
     width = max(len(name) for name, _ in rows)
+    subset = results.get("test_examples")
     print(
         f"\n{results['dataset']}, {results['num_labeled']} labels, seed {results['seed']}, "
-        f"{results['final_step']} iterations"
+        f"{results['final_step']} iterations" + (f", first {subset} test images" if subset else "")
     )
     print(f"{'method'.ljust(width)}  test accuracy")
     for name, accuracy in rows:

@@ -23,6 +23,7 @@ CASES = [
     ("lr_decay_start_above_one", ["--config.lr_decay_start=1.5"], "lr_decay_start"),
     ("unknown_config_key", ["--config.no_such_key=1"], "no_such_key"),
     ("mistyped_value", ["--config.batch_size=many"], "batch_size"),
+    ("test_examples_above_test_size", ["--config.test_examples=10001"], "test_examples"),
 ]
 
 

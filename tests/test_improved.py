@@ -63,8 +63,9 @@ def test_reported_accuracy_is_that_of_the_ema_weights(improved_run, mnist):
     )
     state = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 3).restore(30, like)
     evaluate = jax.jit(steps.make_evaluate(discriminator, "unit", 1000))
-    ema = float(evaluate(state.discriminator_ema.params, mnist.test_images, mnist.test_labels))
-    raw = float(evaluate(state.discriminator.params, mnist.test_images, mnist.test_labels))
+    test = input_pipeline.first_test_examples(mnist, config.test_examples)
+    ema = float(evaluate(state.discriminator_ema.params, test.test_images, test.test_labels))
+    raw = float(evaluate(state.discriminator.params, test.test_images, test.test_labels))
     assert ema == results["test_accuracy"]
     assert ema != raw
 
@@ -125,10 +126,16 @@ def test_learning_rates_decay_linearly_to_zero(improved_config, mnist):
 def test_chunked_dispatch_matches_single_steps(mnist, tmp_path):
     """Several iterations per jitted call (the GPU loop) give the same run as one by one."""
     single = train.train_and_evaluate(
-        tiny(load_config("improved_mnist"), supervised_epochs=0), str(tmp_path / "single")
+        tiny(load_config("improved_mnist"), supervised_epochs=0, num_iterations=10),
+        str(tmp_path / "single"),
     )
     chunked = train.train_and_evaluate(
-        tiny(load_config("improved_mnist"), supervised_epochs=0, steps_per_dispatch=5),
+        tiny(
+            load_config("improved_mnist"),
+            supervised_epochs=0,
+            num_iterations=10,
+            steps_per_dispatch=5,
+        ),
         str(tmp_path / "chunked"),
     )
     rows_single, rows_chunked = read_rows(tmp_path / "single"), read_rows(tmp_path / "chunked")
@@ -161,6 +168,7 @@ def test_32x32x3_training_on_mock_data(dataset, model, tmp_path, monkeypatch):
         checkpoint_every=2,
         supervised_epochs=1 if model == "tutorial" else 0,
         eval_batch_size=64,
+        test_examples=0,  # all 128 of the mock split
     )
     with tfds.testing.mock_data(num_examples=128):
         results = train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -31,6 +31,16 @@ def test_mnist_from_the_original_files(mnist):
     ]
 
 
+def test_test_examples_keep_the_first_test_images(mnist):
+    subset = input_pipeline.first_test_examples(mnist, 2000)
+    np.testing.assert_array_equal(subset.test_images, mnist.test_images[:2000])
+    np.testing.assert_array_equal(subset.test_labels, mnist.test_labels[:2000])
+    assert subset.train_images is mnist.train_images
+    assert input_pipeline.first_test_examples(mnist, 0) is mnist
+    with pytest.raises(ConfigError, match="test_examples"):
+        input_pipeline.first_test_examples(mnist, 10001)
+
+
 def test_scaling():
     pixels = np.array([0, 127, 255], np.uint8)
     np.testing.assert_allclose(

@@ -3,10 +3,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +10,7 @@ from PIL import Image
 
 from sgan_jax.metrics import TIMING_FIELDS
 
-from .conftest import REPO, TINY, cli_env, read_results, read_rows, run_train
+from .conftest import read_results, read_rows, run_train
 
 
 def untimed(rows):
@@ -24,22 +20,22 @@ def untimed(rows):
 def test_writes_every_output(reference_run):
     workdir = reference_run
     config = json.load(open(workdir / "config.json"))
-    assert config["num_iterations"] == 40 and config["dataset"] == "mnist"
+    assert config["num_iterations"] == 20 and config["dataset"] == "mnist"
     rows = read_rows(workdir)
-    assert [r["step"] for r in rows] == list(range(5, 41, 5))
+    assert [r["step"] for r in rows] == list(range(5, 21, 5))
     for row in rows:
         for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss", "train_accuracy"):
             assert np.isfinite(row[key]), (key, row)
-    assert [r["step"] for r in rows if "test_accuracy" in r] == [10, 20, 30, 40]
+    assert [r["step"] for r in rows if "test_accuracy" in r] == [10, 20]
     samples = sorted(os.listdir(workdir / "samples"))
-    assert samples == [f"step_{s:07d}.png" for s in (10, 20, 30, 40)]
+    assert samples == [f"step_{s:07d}.png" for s in (10, 20)]
     grid = np.asarray(Image.open(workdir / "samples" / samples[-1]))
     assert grid.shape[0] > 100 and grid.std() > 0  # a rendered 4x4 figure, not blank
     assert {"sgan_curves.png", "supervised_loss.png", "supervised_baseline.png"} <= set(
         os.listdir(workdir / "plots")
     )
     checkpoints = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
-    assert checkpoints == [20, 30, 40]  # keep_checkpoints=3
+    assert checkpoints == [10, 15, 20]  # keep_checkpoints=3
     results = read_results(workdir)
     assert results["params"] == {"generator": 1_710_771, "discriminator": 316_938}
     assert results["test_accuracy"] == rows[-1]["test_accuracy"]
@@ -47,54 +43,18 @@ def test_writes_every_output(reference_run):
     for key in ("num_labeled", "seed", "num_iterations", "wall_seconds", "git_commit", "backend"):
         assert key in results
     assert results["num_labeled"] == 100 and results["seed"] == 0
+    assert results["test_examples"] == 2000  # the suite's subset (conftest.TEST_EXAMPLES)
     assert set(results["versions"]) >= {"jax", "jaxlib", "flax"}
-    # 40 iterations already beat chance by far on real MNIST.
-    assert results["test_accuracy"] > 0.3
+    # 20 iterations already beat chance (10%) by far on real MNIST.
+    assert results["test_accuracy"] > 0.2
 
 
-def test_same_seed_is_bit_identical_and_another_seed_differs(reference_run, tmp_path):
-    again = tmp_path / "again"
-    run_train(again)
-    assert untimed(read_rows(again)) == untimed(read_rows(reference_run))
-    assert read_results(again)["test_accuracy"] == read_results(reference_run)["test_accuracy"]
+def test_another_seed_differs(reference_run, tmp_path):
+    """The same seed repeats bit for bit: tests/test_lifecycle.py, whose interrupted runs train
+    from step 0 and end equal to the reference run."""
     other = tmp_path / "other_seed"
-    run_train(other, "--config.seed=1", "--config.supervised_epochs=0")
+    run_train(other, "--config.seed=1", "--config.num_iterations=5", "--config.supervised_epochs=0")
     assert untimed(read_rows(other))[0] != untimed(read_rows(reference_run))[0]
-
-
-def _wait_for_checkpoint(workdir, step, process, timeout=600):
-    marker = workdir / "checkpoints" / str(step)
-    start = time.time()
-    while not (marker.is_dir() and any(marker.iterdir())):
-        if process.poll() is not None:
-            raise AssertionError(f"run ended before checkpoint {step}: {process.stderr.read()}")
-        if time.time() - start > timeout:
-            raise AssertionError(f"no checkpoint {step} after {timeout}s")
-        time.sleep(0.02)
-
-
-def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
-    workdir = tmp_path / "killed"
-    command = [
-        sys.executable,
-        os.path.join(REPO, "experiments", "train.py"),
-        f"--workdir={workdir}",
-        *TINY,
-    ]
-    process = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
-    _wait_for_checkpoint(workdir, 10, process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    assert not (workdir / "results.json").exists()
-    resumed = run_train(workdir)
-    assert "Resumed from step" in resumed.stdout
-    assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
-    assert read_results(workdir)["test_accuracy"] == read_results(reference_run)["test_accuracy"]
-    assert (
-        read_results(workdir)["supervised_test_accuracy"]
-        == read_results(reference_run)["supervised_test_accuracy"]
-    )
 
 
 def test_corrupt_latest_checkpoint_falls_back(reference_run, tmp_path):
@@ -103,25 +63,15 @@ def test_corrupt_latest_checkpoint_falls_back(reference_run, tmp_path):
     for name in ("results.json", "supervised.json"):
         os.remove(workdir / name)
     # Keep the files' names but destroy their contents, as a torn write would.
-    for root, _, files in os.walk(workdir / "checkpoints" / "40"):
+    for root, _, files in os.walk(workdir / "checkpoints" / "20"):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"\0garbage")
     resumed = run_train(workdir)
     assert "could not be restored" in resumed.stderr
-    assert "Resumed from step 30" in resumed.stdout
+    assert "Resumed from step 15" in resumed.stdout
     assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
     assert read_results(workdir)["test_accuracy"] == read_results(reference_run)["test_accuracy"]
-
-
-def test_more_iterations_continue_a_finished_run(reference_run, tmp_path):
-    workdir = tmp_path / "longer"
-    shutil.copytree(reference_run, workdir)
-    run_train(workdir, "--config.num_iterations=50")
-    rows = read_rows(workdir)
-    assert [r["step"] for r in rows][-3:] == [40, 45, 50]
-    assert untimed(rows[:8]) == untimed(read_rows(reference_run))
-    assert read_results(workdir)["final_step"] == 50
 
 
 def test_changed_config_is_refused_and_nothing_is_lost(reference_run, tmp_path):
@@ -165,7 +115,9 @@ def test_nan_guard_stops_with_the_step_and_keeps_good_checkpoints(mnist, tmp_pat
 def test_chunked_dispatch_matches_single_steps(reference_run, tmp_path, steps_per_dispatch):
     """Several iterations per jitted call (the GPU loop) give the same run."""
     workdir = tmp_path / "chunked"
-    run_train(workdir, f"--config.steps_per_dispatch={steps_per_dispatch}")
+    run_train(
+        workdir, f"--config.steps_per_dispatch={steps_per_dispatch}", "--config.supervised_epochs=0"
+    )
     ours, reference = untimed(read_rows(workdir)), untimed(read_rows(reference_run))
     assert [r["step"] for r in ours] == [r["step"] for r in reference]
     for a, b in zip(ours, reference, strict=True):

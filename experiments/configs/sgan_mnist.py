@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.label_selection = "first"  # "first" (tutorial) | "balanced" (per class, by data_seed)
     config.num_validation = 0  # labeled images held out of training, for model selection
     config.data_seed = 0  # which images are labeled (balanced) and held out
+    # Evaluate on the test split's first N images, for quick checks (the test suite); 0: all of
+    # them, as every published number here is.
+    config.test_examples = 0
     config.labeled_sampling = "random"  # "random": uniform with replacement | "epoch": tiled passes
     config.unlabeled_sampling = "random"
 
