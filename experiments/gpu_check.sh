@@ -8,8 +8,8 @@
 #   full      the tutorial's 20,000-iteration run end to end, compile and baseline included
 #   improved  the Improved-GAN recipe's 180,000-step run, as far as the time left allows
 #
-# Here (a CPU machine with the venv):  make gpu-bundle      # wheels + prepared MNIST, ~40 MB
-# On the GPU machine, from the repo root, carrying .whl and .cache/tfds/mnist:
+# Here (a CPU machine with the venv):  make gpu-bundle      # wheels + cached MNIST, ~20 MB
+# On the GPU machine, from the repo root, carrying .whl and .cache/tfds_gpu:
 #     bash experiments/gpu_check.sh [bench|full|improved|all]     (default: all)
 # It uses the image's own python3 with jax[cuda], flax, optax, orbax-checkpoint, matplotlib,
 # absl-py (jax 0.11.x, Python 3.12 there); ml_collections, tensorflow-datasets and tensorboardX
@@ -23,7 +23,7 @@ if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}" TFDS_DATA_DIR="$PWD/.cache/tfds" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" TFDS_DATA_DIR="$PWD/.cache/tfds_gpu" PYTHONUNBUFFERED=1
 RESULTS="$OUT/gpu_check.jsonl"
 WORK=/tmp/gpu_check_runs  # run folders stay on the machine; only figures come back
 mkdir -p "$WORK"
