@@ -61,10 +61,15 @@ def cli_env(**extra) -> dict:
     return env
 
 
+def script_command(script: str, *args) -> list[str]:
+    """The command line that runs experiments/<script> with this Python."""
+    return [sys.executable, os.path.join(REPO, "experiments", script), *args]
+
+
 def run_script(script: str, *args, env=None, timeout=900, check=True):
     """Runs experiments/<script> in a subprocess; returns the CompletedProcess."""
     result = subprocess.run(
-        [sys.executable, os.path.join(REPO, "experiments", script), *args],
+        script_command(script, *args),
         env=env or cli_env(),
         capture_output=True,
         text=True,

@@ -4,14 +4,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from sgan_jax.metrics import TIMING_FIELDS
 
-from .conftest import REPO, TINY, cli_env, read_results, read_rows, run_train
+from .conftest import TINY, cli_env, read_results, read_rows, run_train, script_command
 
 # Every step that is evaluated is also checkpointed, and every checkpoint is kept.
 VALIDATION = (
@@ -31,13 +30,7 @@ def snapshot(workdir) -> dict:
 
 
 def train_command(workdir, *overrides) -> list[str]:
-    return [
-        sys.executable,
-        os.path.join(REPO, "experiments", "train.py"),
-        f"--workdir={workdir}",
-        *TINY,
-        *overrides,
-    ]
+    return script_command("train.py", f"--workdir={workdir}", *TINY, *overrides)
 
 
 def wait_for(condition, process, timeout=600, what="condition"):

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 
-from .conftest import COMPILATION_CACHE, DATA_DIR, MANUAL_DIR, REPO
+from .conftest import COMPILATION_CACHE, DATA_DIR, MANUAL_DIR, REPO, script_command
 
 SCRIPT = textwrap.dedent(
     """
@@ -112,15 +112,14 @@ def _start_two_processes(script: str, *args) -> list[subprocess.Popen]:
     port = _free_port()
     return [
         subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(REPO, "experiments", script),
+            script_command(
+                script,
                 *args,
                 "--distributed",
                 f"--coordinator_address=localhost:{port}",
                 "--num_processes=2",
                 f"--process_id={i}",
-            ],
+            ),
             env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

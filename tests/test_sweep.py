@@ -4,14 +4,21 @@ import csv
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from sgan_jax import train
 
-from .conftest import REPO, TEST_EXAMPLES, cli_env, load_config, read_rows, run_script, tiny
+from .conftest import (
+    TEST_EXAMPLES,
+    cli_env,
+    load_config,
+    read_rows,
+    run_script,
+    script_command,
+    tiny,
+)
 
 SWEEP_ARGS = (
     f"--config.test_examples={TEST_EXAMPLES}",
@@ -195,14 +202,9 @@ def test_jobs_overlap_runs_and_shards_merge_into_the_whole_sweep(mnist, tmp_path
     parts = [tmp_path / f"part{i}" for i in (0, 1)]
     shards = [
         subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(REPO, "experiments", "sweep.py"),
-                f"--workdir={part}",
-                *JOB_ARGS,
-                "--num_shards=2",
-                f"--shard_index={i}",
-            ],
+            script_command(
+                "sweep.py", f"--workdir={part}", *JOB_ARGS, "--num_shards=2", f"--shard_index={i}"
+            ),
             env=cli_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
