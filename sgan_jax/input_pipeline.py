@@ -4,7 +4,9 @@ Training batches are not produced here: the jitted step samples them on the devi
 arrays (`device_data`), so no Python or tf.data work runs per step.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 
 import numpy as np
@@ -111,6 +113,16 @@ def _prepare(builder, data_dir: str | None, manual_dir: str | None) -> None:
     )
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: str):
+    """Holds an exclusive lock on lock_path. fcntl's: the kernel releases it if the holder dies,
+    which a lock file's existence alone would not."""
+    os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        yield
+
+
 def _read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
     image_key, label_key = builder.info.supervised_keys
     source = builder.as_data_source(split=split)
@@ -129,7 +141,12 @@ def load_dataset(name: str, data_dir: str | None = None, manual_dir: str | None 
     builder = _builder(name, data_dir)
     _check_features(builder)
     if not builder.is_prepared():
-        _prepare(builder, data_dir, manual_dir)
+        # Processes that share a data_dir (sweep --jobs, shards) would each build it, and all
+        # but the first crash renaming their copy into place: one builds while the rest wait.
+        with _exclusive(os.path.dirname(os.path.dirname(builder.data_dir)) + ".prepare.lock"):
+            builder = _builder(name, data_dir)  # reads what another process may have built
+            if not builder.is_prepared():
+                _prepare(builder, data_dir, manual_dir)
     num_classes = builder.info.features[builder.info.supervised_keys[1]].num_classes
     cache = os.path.join(builder.data_dir, _CACHE_NAME)
     if os.path.exists(cache):

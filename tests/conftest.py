@@ -92,6 +92,14 @@ def read_rows(workdir) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
+def assert_rows_close(rows_a, rows_b):
+    """The same logged steps, with losses equal up to float32 summation order (other devices)."""
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    for a, b in zip(rows_a, rows_b, strict=True):
+        for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss"):
+            assert abs(a[key] - b[key]) <= 1e-3 * abs(b[key]) + 1e-4, (key, a[key], b[key])
+
+
 def read_results(workdir) -> dict:
     with open(os.path.join(workdir, "results.json")) as f:
         return json.load(f)

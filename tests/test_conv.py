@@ -35,14 +35,15 @@ def _compare(ours, reference, shape):
     # Non-zero biases, so a mix-up of bias and kernel would show.
     params = jax.tree.map(lambda p: p + 0.1 * jnp.ones_like(p), params)
     np.testing.assert_allclose(
-        ours.apply(params, x), reference.apply(params, x), rtol=1e-5, atol=1e-5
+        jax.jit(ours.apply)(params, x), jax.jit(reference.apply)(params, x), rtol=1e-5, atol=1e-5
     )
 
     def loss(module):
         return lambda p, x: jnp.sum(jnp.sin(module.apply(p, x)))
 
-    ours_grads = jax.grad(loss(ours), argnums=(0, 1))(params, x)
-    reference_grads = jax.grad(loss(reference), argnums=(0, 1))(params, x)
+    # Jitted: one compiled program each, where op-by-op dispatch compiled every operation.
+    ours_grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+    reference_grads = jax.jit(jax.grad(loss(reference), argnums=(0, 1)))(params, x)
     for a, b in zip(jax.tree.leaves(ours_grads), jax.tree.leaves(reference_grads), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -81,13 +82,13 @@ def test_fast_tutorial_models_equal_lax_models(tutorial_config):
         tutorial_config.conv_impl = "xla"
     lax_g, lax_d = models.create_models(tutorial_config, (28, 28, 1), 10)
     z = jax.random.normal(jax.random.key(0), (8, 100))
-    g_params = fast_g.init(jax.random.key(1), z)
-    images = fast_g.apply(g_params, z)
-    np.testing.assert_allclose(images, lax_g.apply(g_params, z), rtol=1e-5, atol=1e-5)
-    d_params = fast_d.init(jax.random.key(2), images, train=False)
+    g_params = jax.jit(fast_g.init)(jax.random.key(1), z)
+    images = jax.jit(fast_g.apply)(g_params, z)
+    np.testing.assert_allclose(images, jax.jit(lax_g.apply)(g_params, z), rtol=1e-5, atol=1e-5)
+    d_params = jax.jit(fast_d.init, static_argnames="train")(jax.random.key(2), images, train=False)
     np.testing.assert_allclose(
-        fast_d.apply(d_params, images, train=False),
-        lax_d.apply(d_params, images, train=False),
+        jax.jit(fast_d.apply, static_argnames="train")(d_params, images, train=False),
+        jax.jit(lax_d.apply, static_argnames="train")(d_params, images, train=False),
         rtol=1e-5,
         atol=1e-5,
     )

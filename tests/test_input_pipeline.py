@@ -1,5 +1,10 @@
 """Datasets from tfds (real MNIST, mock CIFAR-10 / SVHN) and the label selection."""
 
+import os
+import subprocess
+import sys
+import zlib
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -29,6 +34,38 @@ def test_mnist_from_the_original_files(mnist):
         7,
         10,
     ]
+
+
+LOAD = """
+import sys, zlib
+from sgan_jax import input_pipeline
+data = input_pipeline.load_dataset("mnist", sys.argv[1], sys.argv[2])
+print(zlib.crc32(data.train_images.tobytes()), zlib.crc32(data.test_labels.tobytes()))
+"""
+
+
+def test_processes_preparing_one_data_dir_at_once_all_load_it(mnist, tmp_path):
+    """As sweep --jobs or shards do on a fresh machine: before the lock, the second process to
+    finish preparing crashed renaming its copy onto the first's."""
+    from .conftest import MANUAL_DIR, REPO
+
+    loaders = [
+        subprocess.Popen(
+            [sys.executable, "-c", LOAD, str(tmp_path), os.path.abspath(MANUAL_DIR)],
+            env=dict(os.environ, PYTHONPATH=REPO),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [loader.communicate(timeout=600) for loader in loaders]
+    for loader, (_, err) in zip(loaders, outputs, strict=True):
+        assert loader.returncode == 0, err[-3000:]
+    expected = (
+        f"{zlib.crc32(mnist.train_images.tobytes())} {zlib.crc32(mnist.test_labels.tobytes())}"
+    )
+    assert [out.splitlines()[-1] for out, _ in outputs] == [expected] * 2
 
 
 def test_test_examples_keep_the_first_test_images(mnist):

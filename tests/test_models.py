@@ -168,9 +168,10 @@ def test_32x32x3_models(model, tutorial_config, improved_config):
         config.image_range = "symmetric"
     generator, discriminator, s = init(config, image_shape=(32, 32, 3), batch=8)
     z = models.sample_latent(jax.random.key(0), 4, 100, config.z_distribution)
-    images = generator.apply({"params": s.generator.params}, z)
+    images = jax.jit(generator.apply)({"params": s.generator.params}, z)
     assert images.shape == (4, 32, 32, 3)
-    logits = discriminator.apply({"params": s.discriminator.params}, images, train=False)
+    apply = jax.jit(discriminator.apply, static_argnames="train")
+    logits = apply({"params": s.discriminator.params}, images, train=False)
     assert logits.shape == (4, 10)
 
 
