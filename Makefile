@@ -30,14 +30,14 @@ setup-baselines: setup
 train: setup
 	$(PY) experiments/train.py --workdir=$(WORKDIR)
 
-# Two pytest workers, a test file each at a time (module fixtures are built once): a test
-# spends much of its time compiling and tracing on one thread, which the other worker's runs
-# fill. pytest-xdist's loadgroup would group finer, but pytest 9.2 breaks it
+# Two pytest workers, a test file each at a time (module fixtures are built once), in the
+# order tests/conftest.py gives (longest files first): a test spends much of its time compiling
+# and tracing on one thread, which the other worker's runs fill. pytest-xdist's loadgroup would group finer, but pytest 9.2 breaks it
 # (pytest-dev/pytest-xdist#1386). TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist=loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist=loadfile --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check .

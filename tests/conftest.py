@@ -30,6 +30,19 @@ TINY = (
 )
 
 
+# The longest files, started first: make test's two workers take whole files in collection
+# order (--dist=loadfile), so a long file left for last would run alone at the end.
+LONGEST_FIRST = ("test_sharding.py", "test_distributed.py", "test_lifecycle.py", "test_sweep.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, is kept
+
+
 def pytest_configure(config):
     import jax
 
