@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-from .conftest import assert_rows_close, cli_env, script_command
+from .conftest import TINY, assert_rows_close, cli_env, read_results, read_rows, script_command
 
 
 def _free_port() -> int:
@@ -54,8 +54,6 @@ def test_two_processes_train_like_one_process(reference_run, tmp_path):
     checkpoint there; the same commands resume them, and only process 0 writes files and prints
     the sweep's summary."""
     from sgan_jax import sweep_results
-
-    from .conftest import TINY, read_results, read_rows
 
     sweep = tmp_path / "sweep"
     # The reference run's config: the sweep's run for 100 labels and seed 0 is that run.

@@ -12,6 +12,8 @@ import tensorflow_datasets as tfds
 from sgan_jax import input_pipeline
 from sgan_jax.errors import ConfigError
 
+from .conftest import MANUAL_DIR, REPO
+
 
 def test_mnist_from_the_original_files(mnist):
     assert mnist.train_images.shape == (60000, 28, 28, 1)
@@ -47,8 +49,6 @@ print(zlib.crc32(data.train_images.tobytes()), zlib.crc32(data.test_labels.tobyt
 def test_processes_preparing_one_data_dir_at_once_all_load_it(mnist, tmp_path):
     """As sweep --jobs or shards do on a fresh machine: before the lock, the second process to
     finish preparing crashed renaming its copy onto the first's."""
-    from .conftest import MANUAL_DIR, REPO
-
     loaders = [
         subprocess.Popen(
             [sys.executable, "-c", LOAD, str(tmp_path), os.path.abspath(MANUAL_DIR)],

@@ -1,12 +1,11 @@
 """Many devices: simulated CPU devices, in a subprocess, as XLA reads the flag at start."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
-from .conftest import COMPILATION_CACHE, DATA_DIR, MANUAL_DIR, REPO, assert_rows_close
+from .conftest import REPO, assert_rows_close, cli_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -44,15 +43,7 @@ SCRIPT = textwrap.dedent(
 
 def _run_with_devices(script: str, count: int, out) -> dict:
     """Runs a script in a subprocess that sees `count` simulated CPU devices; its summary.json."""
-    env = dict(
-        os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
-        JAX_PLATFORMS="cpu",
-        SGAN_MANUAL_DIR=os.path.abspath(MANUAL_DIR),
-        TFDS_DATA_DIR=DATA_DIR,
-        PYTHONPATH=REPO,
-        JAX_COMPILATION_CACHE_DIR=COMPILATION_CACHE,
-    )
+    env = cli_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", PYTHONPATH=REPO)
     result = subprocess.run(
         [sys.executable, "-c", script, str(out)],
         env=env,
