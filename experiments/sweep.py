@@ -5,7 +5,9 @@ python experiments/sweep.py --workdir=DIR --num_labeled=20,50,100 --seeds=0,1,2
     [--jobs=N] [--num_shards=N --shard_index=I]
 
 Writes DIR/results.csv, DIR/summary.md and DIR/accuracy_vs_labels.png, and one subfolder per
-run. Running the same command again skips finished runs and resumes unfinished ones.
+run; the three files are rewritten as each run ends. Running the same command again skips
+finished runs and resumes unfinished ones; with --status it prints where every run is and trains
+nothing.
 """
 
 import os
@@ -35,6 +37,12 @@ flags.DEFINE_integer(
     1,
     "Runs at once on this host, each a train.py process: one per GPU, or one per "
     "group of CPU cores.",
+)
+flags.DEFINE_bool(
+    "status",
+    False,
+    "Print the sweep's tables with a line per run, finished or not (latest step, test "
+    "accuracy, best validation so far), and exit; writes nothing.",
 )
 flags.DEFINE_integer("num_shards", 1, "Split the run list into this many disjoint parts...")
 flags.DEFINE_integer("shard_index", 0, "...and run this one (e.g. $SLURM_ARRAY_TASK_ID).")
@@ -70,8 +78,9 @@ def main(argv):
             for key, value in config_flags.get_override_values(config_flag).items()
         ),
     )
+    action = sweep.print_status if flags.FLAGS.status else sweep.run_sweep
     cli.run_cleanly(
-        lambda: sweep.run_sweep(
+        lambda: action(
             flags.FLAGS.config,
             flags.FLAGS.workdir,
             _integers("num_labeled", flags.FLAGS.num_labeled),

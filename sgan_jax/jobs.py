@@ -78,8 +78,9 @@ def _start(command: list[str], slot: Slot, log_path: str) -> subprocess.Popen:
     return process
 
 
-def run_all(runs: list[tuple[str, list[str], str]], slots: list[Slot]) -> None:
-    """Runs each (name, command, log path), at most one per slot at a time.
+def run_all(runs: list[tuple[str, list[str], str]], slots: list[Slot], on_end=None) -> None:
+    """Runs each (name, command, log path), at most one per slot at a time, calling `on_end()`
+    after each run that finishes.
 
     Raises ConfigError naming the runs that failed, or Preempted after passing on a stop signal.
     """
@@ -105,6 +106,8 @@ def run_all(runs: list[tuple[str, list[str], str]], slots: list[Slot]) -> None:
                     print(f"end {name}: exit {process.returncode}", flush=True)
                     if process.returncode not in (0, cli.EXIT_PREEMPTED):
                         failed.append(name)
+                    elif process.returncode == 0 and on_end is not None:
+                        on_end()
             if stop["signal"] is not None and not active:
                 raise Preempted(stop["signal"], None)
             time.sleep(0.2)

@@ -6,6 +6,7 @@ checkpoints. The sweep writes results.csv, summary.md and accuracy_vs_labels.png
 """
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -88,8 +89,9 @@ def plan(base_config, workdir: str, budgets, seeds, options: Options) -> list[tu
     return runs[options.shard_index :: options.num_shards]
 
 
-def run_sweep(base_config, workdir: str, budgets, seeds, options: Options = Options()) -> dict:
-    """Trains every missing run of this shard, then writes the sweep's files for its runs."""
+def run_sweep(base_config, workdir: str, budgets, seeds, options: Options = Options()) -> None:
+    """Trains every missing run of this shard. The sweep's files for its runs are rewritten as
+    each run ends, so a sweep stopped part-way has the tables of what finished."""
     options.check()
     workdir_lib.create(workdir)
     pending = []
@@ -98,27 +100,58 @@ def run_sweep(base_config, workdir: str, budgets, seeds, options: Options = Opti
             print(f"skip {os.path.basename(folder)}: finished", flush=True)
         else:
             pending.append((config, folder))
+    write = functools.partial(_write_files, base_config, workdir, budgets, seeds, options)
     if options.jobs > 1:
-        _run_in_processes(pending, options)
+        _run_in_processes(pending, options, write)
     else:
-        _run_in_process(pending, options.vectorize_seeds)
-    shard = {
-        sweep_results.run_name(c.num_labeled, c.seed)
-        for c, _ in plan(base_config, workdir, budgets, seeds, options)
-    }
-    rows, curves = sweep_results.collect_rows(workdir, budgets, seeds, only=shard)
-    title = (
+        _run_in_process(pending, options.vectorize_seeds, write)
+    text = write()
+    if text is not None:
+        print(text, flush=True)
+
+
+def print_status(base_config, workdir: str, budgets, seeds, options: Options = Options()) -> None:
+    """Prints this shard's tables as summary.md has them, with a line for every unfinished run
+    too: its latest step and test accuracy, and the best validation so far. Writes nothing."""
+    options.check()
+    if not os.path.isdir(workdir):
+        raise ConfigError("workdir", f"{workdir} does not exist")
+    unfinished = [
+        sweep_results.progress_row(folder, config)
+        for config, folder in plan(base_config, workdir, budgets, seeds, options)
+        if not is_finished(folder, config)
+    ]
+    rows, _ = _finished_rows(base_config, workdir, budgets, seeds, options)
+    print(sweep_results.sweep_markdown(rows, _title(base_config), unfinished), flush=True)
+
+
+def _title(base_config) -> str:
+    return (
         f"{base_config.dataset}: {base_config.model} recipe, "
         f"{base_config.num_iterations} iterations"
     )
-    if not sharding.is_primary():  # in a multi-process sweep, process 0 writes the files
-        return sweep_results.summarise(rows)
-    summary = sweep_results.write_outputs(workdir, rows, curves, title)
-    print(sweep_results.summary_markdown(summary, title), flush=True)
-    return summary
 
 
-def _run_in_process(pending, vectorize_seeds: bool) -> None:
+def _finished_rows(base_config, workdir: str, budgets, seeds, options: Options):
+    """results.csv and curves.csv rows of this shard's runs finished with this config (a
+    results.json of an older config, e.g. fewer iterations, is not counted)."""
+    finished = {
+        os.path.basename(folder)
+        for config, folder in plan(base_config, workdir, budgets, seeds, options)
+        if is_finished(folder, config)
+    }
+    return sweep_results.collect_rows(workdir, budgets, seeds, only=finished)
+
+
+def _write_files(base_config, workdir: str, budgets, seeds, options: Options) -> str | None:
+    """results.csv, summary.md and the plots of this shard's finished runs; summary.md's text."""
+    rows, curves = _finished_rows(base_config, workdir, budgets, seeds, options)
+    if not rows or not sharding.is_primary():  # in a multi-process sweep, process 0 writes
+        return None
+    return sweep_results.write_outputs(workdir, rows, curves, _title(base_config))
+
+
+def _run_in_process(pending, vectorize_seeds: bool, on_end) -> None:
     groups = []  # runs trained in one go: one seed each, or all seeds of a budget together
     for config, folder in pending:
         if vectorize_seeds and groups and groups[-1][0][0].num_labeled == config.num_labeled:
@@ -138,9 +171,10 @@ def _run_in_process(pending, vectorize_seeds: bool) -> None:
         logging.info("Sweep: run %d/%d: %s", done + 1, total, names)
         train.train_and_evaluate_seeds(list(configs), list(folders))
         done += len(group)
+        on_end()
 
 
-def _run_in_processes(pending, options: Options) -> None:
+def _run_in_processes(pending, options: Options, on_end) -> None:
     """Each run as a train.py process, `options.jobs` at a time, one per slot."""
     slots = jobs.make_slots(options.jobs, *jobs.probe_devices())
     script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "train.py")
@@ -158,4 +192,4 @@ def _run_in_processes(pending, options: Options) -> None:
             f"--config.data_seed={config.data_seed}",
         ]
         runs.append((os.path.basename(folder), command, os.path.join(folder, "train.log")))
-    jobs.run_all(runs, slots)
+    jobs.run_all(runs, slots, on_end)

@@ -1,5 +1,6 @@
 """A sweep's tables: results.csv and curves.csv rows from the runs' files, mean ± std per label
-budget (summary.md), the plots, and merging several sweeps into one.
+budget and a line per run (summary.md, and `sweep.py --status` while runs are unfinished), the
+plots, and merging several sweeps into one.
 """
 
 import collections
@@ -9,7 +10,7 @@ import os
 
 import numpy as np
 
-from sgan_jax import metrics, plots
+from sgan_jax import metrics, plots, progress
 from sgan_jax import workdir as workdir_lib
 from sgan_jax.errors import ConfigError
 
@@ -140,6 +141,74 @@ def summary_markdown(summary: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def progress_row(folder: str, config) -> dict:
+    """An unfinished run's line for the per-run table, from its metrics.jsonl: the latest step,
+    the latest test accuracy, and the best validation so far, chosen as the finished run will."""
+    rows = metrics.read_rows(os.path.join(folder, "metrics.jsonl"))
+    evals = [row for row in rows if "test_accuracy" in row]
+    best = progress.EvalTracker(rows, patience=0).best or {}
+    return dict(
+        num_labeled=config.num_labeled,
+        seed=config.seed,
+        method="sgan",
+        label_selection=config.label_selection,
+        num_iterations=config.num_iterations,
+        latest_step=rows[-1]["step"] if rows else None,
+        test_accuracy=evals[-1]["test_accuracy"] if evals else None,
+        test_step=evals[-1]["step"] if evals else None,
+        selected_test_accuracy=best.get("test_accuracy"),
+        selected_step=best.get("step"),
+    )
+
+
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def _iterations(row: dict) -> str:
+    if row.get("final_step") is not None:
+        return f"{row['final_step']:,}"
+    if row.get("latest_step") is None:
+        return "not started"
+    return f"{row['latest_step']:,} of {row['num_iterations']:,}, unfinished"
+
+
+def runs_markdown(rows: list[dict]) -> str:
+    """A line per SGAN run: iterations, test accuracy (the latest eval's, with its step, for an
+    unfinished run), the validation-selected accuracy and its step, and the baseline."""
+
+    def key(row):
+        return (row["num_labeled"], row["seed"], row.get("label_selection") or "")
+
+    baselines = {key(r): r["test_accuracy"] for r in rows if r["method"] == "supervised"}
+    lines = [
+        "| labels | seed | label selection | iterations | test accuracy "
+        "| validation-selected (step) | supervised |",
+        "|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for row in sorted((r for r in rows if r["method"] == "sgan"), key=key):
+        test = _percent(row["test_accuracy"])
+        if row.get("test_step") is not None:
+            test += f" at {row['test_step']:,}"
+        selected = _percent(row.get("selected_test_accuracy"))
+        if row.get("selected_step") is not None:
+            selected += f" ({row['selected_step']:,})"
+        cells = [row["num_labeled"], row["seed"], row.get("label_selection") or "–"]
+        cells += [_iterations(row), test, selected, _percent(baselines.get(key(row)))]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(rows: list[dict], title: str, unfinished=()) -> str:
+    """summary.md: mean ± std over the finished runs' rows, then a line per run, finished or
+    not (`unfinished`: progress_row lines, for `sweep.py --status`)."""
+    if rows:
+        head = summary_markdown(summarise(rows), title)
+    else:
+        head = f"# {title}\n\nNo run has finished yet.\n"
+    return head + "\nPer run:\n\n" + runs_markdown([*rows, *unfinished])
+
+
 def _parse(value: str, kind):
     return kind(value) if value not in ("", None) else None
 
@@ -166,7 +235,7 @@ def read_curves_csv(path: str) -> list[dict]:
         ]
 
 
-def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
+def merge_sweeps(sweep_dirs, workdir: str, title: str) -> None:
     """One results.csv, summary.md and plot from the results.csv of several sweeps, e.g. the
     small budgets and the all-label upper bound, run with different settings or machines."""
     rows = []
@@ -187,9 +256,7 @@ def merge_sweeps(sweep_dirs, workdir: str, title: str) -> dict:
     workdir_lib.create(workdir)
     rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
     curves = [c for d in sweep_dirs for c in read_curves_csv(os.path.join(d, "curves.csv"))]
-    summary = write_outputs(workdir, rows, curves, title)
-    print(summary_markdown(summary, title), flush=True)
-    return summary
+    print(write_outputs(workdir, rows, curves, title), flush=True)
 
 
 def _write_csv(path: str, columns, rows: list[dict]) -> None:
@@ -200,14 +267,15 @@ def _write_csv(path: str, columns, rows: list[dict]) -> None:
     metrics.atomic_write_text(path, buffer.getvalue())
 
 
-def write_outputs(workdir: str, rows: list[dict], curves: list[dict], title: str) -> dict:
+def write_outputs(workdir: str, rows: list[dict], curves: list[dict], title: str) -> str:
     """results.csv, summary.md, accuracy_vs_labels.png; with eval curves also curves.csv and
-    accuracy_vs_steps.png."""
+    accuracy_vs_steps.png. Returns summary.md's text."""
     _write_csv(os.path.join(workdir, "results.csv"), CSV_COLUMNS, rows)
     summary = summarise(rows)
-    metrics.atomic_write_text(os.path.join(workdir, "summary.md"), summary_markdown(summary, title))
+    text = sweep_markdown(rows, title)
+    metrics.atomic_write_text(os.path.join(workdir, "summary.md"), text)
     plots.plot_accuracy_vs_labels(summary, os.path.join(workdir, "accuracy_vs_labels.png"), title)
     if curves:
         _write_csv(os.path.join(workdir, "curves.csv"), CURVE_COLUMNS, curves)
         plots.plot_accuracy_vs_steps(curves, os.path.join(workdir, "accuracy_vs_steps.png"), title)
-    return summary
+    return text

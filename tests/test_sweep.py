@@ -1,9 +1,11 @@
-"""Label-budget sweeps: the three outputs, skipping finished runs, vmapped seeds."""
+"""Label-budget sweeps: the three outputs, written as runs end, skipping finished runs, --status,
+vmapped seeds, jobs and shards."""
 
 import csv
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -30,14 +32,32 @@ SWEEP_ARGS = (
     "--config.eval_every=10",
     "--config.sample_every=10",
     "--config.checkpoint_every=10",
+    "--config.num_validation=100",
 )
+# results.csv as the sweep_dir fixture first saw it, while the sweep was still running.
+FIRST_SEEN = {}
 
 
 @pytest.fixture(scope="module")
 def sweep_dir(mnist, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep")
-    result = run_script("sweep.py", f"--workdir={workdir}", *SWEEP_ARGS, "--vectorize_seeds")
-    assert "run 1/4" in result.stdout and "run 3/4" in result.stdout
+    logs = tmp_path_factory.mktemp("sweep_logs")
+    with open(logs / "stdout", "w") as stdout, open(logs / "stderr", "w") as stderr:
+        process = subprocess.Popen(
+            script_command("sweep.py", f"--workdir={workdir}", *SWEEP_ARGS, "--vectorize_seeds"),
+            env=cli_env(),
+            stdout=stdout,
+            stderr=stderr,
+        )
+        results_csv = workdir / "results.csv"
+        while process.poll() is None and "rows" not in FIRST_SEEN:
+            if results_csv.exists():  # written by rename: whole or absent
+                FIRST_SEEN["rows"] = list(csv.DictReader(results_csv.open()))
+            time.sleep(0.05)
+        process.wait(timeout=900)
+    assert process.returncode == 0, (logs / "stderr").read_text()[-4000:]
+    output = (logs / "stdout").read_text()
+    assert "run 1/4" in output and "run 3/4" in output
     return workdir
 
 
@@ -61,7 +81,7 @@ def test_sweep_writes_the_three_files(sweep_dir):
     summary = (sweep_dir / "summary.md").read_text()
     for budget in ("| 20 |", "| 100 |"):
         assert budget in summary
-    assert summary.count("(n=2)") == 4
+    assert summary.count("(n=2)") == 6  # sgan, its validation-selected accuracy, the baseline
     sgan_20 = [
         float(r["test_accuracy"])
         for r in rows
@@ -72,6 +92,72 @@ def test_sweep_writes_the_three_files(sweep_dir):
     for name in ("labels20_seed0", "labels100_seed1"):
         assert (sweep_dir / name / "results.json").exists()
         assert (sweep_dir / name / "metrics.jsonl").exists()
+    # A line per run: iterations, final and validation-selected accuracy, baseline.
+    for n in (20, 100):
+        for seed in (0, 1):
+            results = json.load(open(sweep_dir / f"labels{n}_seed{seed}" / "results.json"))
+            line = (
+                f"| {n} | {seed} | first | 10 | {percent(results['test_accuracy'])} "
+                f"| {percent(results['selected_test_accuracy'])} "
+                f"({results['best_validation_step']}) "
+                f"| {percent(results['supervised_test_accuracy'])} |"
+            )
+            assert line in summary.splitlines(), (line, summary)
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_the_files_are_written_as_each_run_ends(sweep_dir):
+    """A sweep stopped part-way (preempted, a run failing, hours in) has the tables of what
+    finished: results.csv first appears after the first vmapped group, the 20-label runs."""
+    first = FIRST_SEEN["rows"]
+    assert {(r["num_labeled"], r["seed"], r["method"]) for r in first} == {
+        ("20", s, m) for s in ("0", "1") for m in ("sgan", "supervised")
+    }
+
+
+def test_status_prints_every_run_and_changes_nothing(sweep_dir, tmp_path):
+    def snapshot():
+        return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in sweep_dir.rglob("*")}
+
+    before = snapshot()
+    same = run_script("sweep.py", f"--workdir={sweep_dir}", *SWEEP_ARGS, "--status")
+    assert table_lines(same.stdout) == table_lines((sweep_dir / "summary.md").read_text())
+    # Longer runs and a third seed: every run is unfinished, at step 10 of 20, or not started.
+    longer = run_script(
+        "sweep.py",
+        f"--workdir={sweep_dir}",
+        *SWEEP_ARGS,
+        "--config.num_iterations=20",
+        "--seeds=0,1,2",
+        "--status",
+    ).stdout
+    assert "No run has finished yet." in longer
+    for n in (20, 100):
+        for seed in (0, 1):
+            folder = sweep_dir / f"labels{n}_seed{seed}"
+            evals = [r for r in read_rows(folder) if "validation_accuracy" in r]
+            best = max(evals, key=lambda r: r["validation_accuracy"])
+            line = (
+                f"| {n} | {seed} | first | 10 of 20, unfinished "
+                f"| {percent(evals[-1]['test_accuracy'])} at 10 "
+                f"| {percent(best['test_accuracy'])} ({best['step']}) | – |"
+            )
+            assert line in longer.splitlines(), (line, longer)
+        assert f"| {n} | 2 | first | not started | – | – | – |" in longer.splitlines()
+    assert snapshot() == before
+    missing = run_script(
+        "sweep.py", f"--workdir={tmp_path / 'none'}", *SWEEP_ARGS, "--status", check=False
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: workdir: ")
+    assert not (tmp_path / "none").exists()
 
 
 def test_rerun_skips_finished_runs(sweep_dir):
@@ -145,10 +231,8 @@ def test_merge_sweeps_rebuilds_the_table_and_refuses_repeats(sweep_dir, tmp_path
     for row in merged_rows:
         assert float(row["test_accuracy"]) == float(by_key[key(row)]["test_accuracy"])
 
-    def table(path):
-        return [line for line in path.read_text().splitlines() if line.startswith("| ")]
-
-    assert table(merged / "summary.md") == table(sweep_dir / "summary.md")
+    summary = (merged / "summary.md").read_text()
+    assert table_lines(summary) == table_lines((sweep_dir / "summary.md").read_text())
     assert (merged / "accuracy_vs_labels.png").stat().st_size > 10_000
 
     again = run_script(
