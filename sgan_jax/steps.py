@@ -9,6 +9,8 @@ One iteration, as in the tutorial:
 Batches are sampled on the device from `fold_in(key, step)`.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -35,6 +37,10 @@ def _track_metrics(state: SGANState, metrics: dict, log_every: int) -> dict:
     )
 
 
+# The index pool each sampler draws from; both unlabeled streams draw from the unlabeled pool.
+_BATCH_POOLS = dict(labeled="labeled_idx", unlabeled="unlabeled_idx", unlabeled_g="unlabeled_idx")
+
+
 def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
     """Returns train_step(state, data, step=None) -> state, one SGAN iteration.
 
@@ -51,92 +57,78 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
             models.sample_latent(key, batch_size, config.z_dim, config.z_distribution)
         )
 
+    def apply_d(d_params, images, key, return_features=False):
+        return discriminator.apply(
+            {"params": d_params},
+            images,
+            train=True,
+            rngs=model_rngs(key),
+            return_features=return_features,
+        )
+
+    def d_loss_fn(d_params, images, labels, key):
+        """The labeled, unlabeled and generated batches, concatenated, in one pass."""
+        labeled_logits, unlabeled_logits, fake_logits = jnp.split(apply_d(d_params, images, key), 3)
+        supervised = losses.supervised_loss(labeled_logits, labels)
+        real = losses.real_loss(unlabeled_logits)
+        fake = losses.fake_loss(fake_logits)
+        unsupervised = 0.5 * (real + fake)
+        metrics = dict(
+            d_loss_supervised=supervised,
+            d_loss_unsupervised=unsupervised,
+            d_loss_real=real,
+            d_loss_fake=fake,
+            train_accuracy=losses.accuracy(labeled_logits, labels),
+            d_real_probability=losses.discriminator_probability(unlabeled_logits).mean(),
+            d_fake_probability=losses.discriminator_probability(fake_logits).mean(),
+        )
+        return supervised + config.unlabeled_weight * unsupervised, metrics
+
+    def g_loss_fn(g_params, d_params, z_key, key, real_features=None):
+        """Non-saturating -log D(G(z)), or feature matching against `real_features`."""
+        fake = generator.apply({"params": g_params}, latent(z_key), train=True)
+        if real_features is None:
+            return losses.non_saturating_generator_loss(apply_d(d_params, fake, key))
+        _, fake_features = apply_d(d_params, fake, key, return_features=True)
+        return losses.feature_matching_loss(real_features, fake_features)
+
     def train_step(state: SGANState, data, step=None) -> SGANState:
         # Seeds trained together (vmapped states) share the step: passed unbatched, it keeps
         # the samplers' lax.cond a real branch instead of a select that runs both sides.
         step = state.step if step is None else step
         keys = jax.random.split(jax.random.fold_in(stream(state.key, "train"), step), 7)
         labeled_key, unlabeled_key, unlabeled_g_key, z_d_key, z_g_key, d_key, g_key = keys
-        samplers = state.samplers
 
-        def draw(name, random_key, batch_pool):
-            nonlocal samplers
-            samplers, indices = sampling.sample(
-                samplers,
-                name,
-                random_key,
-                stream(state.key, SAMPLER_STREAMS[name]),
-                step,
-                batch_size,
-                data[batch_pool],
-            )
-            return indices
+        def draw(samplers, name, random_key):
+            sampler_key = stream(state.key, SAMPLER_STREAMS[name])
+            pool = data[_BATCH_POOLS[name]]
+            return sampling.sample(samplers, name, random_key, sampler_key, step, batch_size, pool)
 
         with jax.named_scope("sample_batches"):  # a scope names its ops in profiles
-            labeled = draw("labeled", labeled_key, "labeled_idx")
-            unlabeled = draw("unlabeled", unlabeled_key, "unlabeled_idx")
+            samplers, labeled = draw(state.samplers, "labeled", labeled_key)
+            samplers, unlabeled = draw(samplers, "unlabeled", unlabeled_key)
             labels = data["labels"][labeled]
             real = [scaled(data["images"][labeled]), scaled(data["images"][unlabeled])]
         g_params = state.generator.params
         fake = generator.apply({"params": g_params}, latent(z_d_key), train=True)
         images = shard_batch(jnp.concatenate([*real, fake]))
-
-        def d_loss_fn(d_params):
-            logits = discriminator.apply(
-                {"params": d_params}, images, train=True, rngs=model_rngs(d_key)
-            )
-            labeled_logits, unlabeled_logits, fake_logits = jnp.split(logits, 3)
-            supervised = losses.supervised_loss(labeled_logits, labels)
-            real = losses.real_loss(unlabeled_logits)
-            fake_ = losses.fake_loss(fake_logits)
-            unsupervised = 0.5 * (real + fake_)
-            metrics = dict(
-                d_loss_supervised=supervised,
-                d_loss_unsupervised=unsupervised,
-                d_loss_real=real,
-                d_loss_fake=fake_,
-                train_accuracy=losses.accuracy(labeled_logits, labels),
-                d_real_probability=losses.discriminator_probability(unlabeled_logits).mean(),
-                d_fake_probability=losses.discriminator_probability(fake_logits).mean(),
-            )
-            return supervised + config.unlabeled_weight * unsupervised, metrics
-
-        d_grads, metrics = jax.grad(d_loss_fn, has_aux=True)(state.discriminator.params)
+        d_loss = functools.partial(d_loss_fn, images=images, labels=labels, key=d_key)
+        d_grads, metrics = jax.grad(d_loss, has_aux=True)(state.discriminator.params)
         with jax.named_scope("adam"):
             d_state = state.discriminator.apply_gradients(grads=d_grads)
 
-        def apply_d(images, key, return_features=False):
-            return discriminator.apply(
-                {"params": d_state.params},
-                images,
-                train=True,
-                rngs=model_rngs(key),
-                return_features=return_features,
-            )
-
+        g_loss = functools.partial(g_loss_fn, d_params=d_state.params, z_key=z_g_key, key=g_key)
         if config.generator_loss == "feature_matching":
             # A second, independent unlabeled batch, and fresh noise and dropout for each of
             # the two passes, as Theano draws them in the Improved-GAN code.
             real_key, fake_key = jax.random.split(g_key)
             with jax.named_scope("sample_batches"):
-                real_images = data["images"][draw("unlabeled_g", unlabeled_g_key, "unlabeled_idx")]
-            _, real_features = apply_d(
-                shard_batch(scaled(real_images)), real_key, return_features=True
-            )
+                samplers, unlabeled_g = draw(samplers, "unlabeled_g", unlabeled_g_key)
+                real_images = shard_batch(scaled(data["images"][unlabeled_g]))
+            _, real_features = apply_d(d_state.params, real_images, real_key, return_features=True)
             real_features = jax.lax.stop_gradient(real_features)
-
-            def g_loss_fn(g_params):
-                fake = generator.apply({"params": g_params}, latent(z_g_key), train=True)
-                _, fake_features = apply_d(fake, fake_key, return_features=True)
-                return losses.feature_matching_loss(real_features, fake_features)
-
-        else:
-
-            def g_loss_fn(g_params):
-                fake = generator.apply({"params": g_params}, latent(z_g_key), train=True)
-                return losses.non_saturating_generator_loss(apply_d(fake, g_key))
-
-        metrics["g_loss"], g_grads = jax.value_and_grad(g_loss_fn)(g_params)
+            g_loss = functools.partial(g_loss, key=fake_key, real_features=real_features)
+        metrics["g_loss"], g_grads = jax.value_and_grad(g_loss)(g_params)
         ema = state.discriminator_ema
         if ema is not None:
             with jax.named_scope("ema"):
