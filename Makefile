@@ -33,11 +33,12 @@ train: setup
 # Two pytest workers, a test file each at a time (module fixtures are built once), in the
 # order tests/conftest.py gives (longest files first): a test spends much of its time compiling
 # and tracing on one thread, which the other worker's runs fill. pytest-xdist's loadgroup would group finer, but pytest 9.2 breaks it
-# (pytest-dev/pytest-xdist#1386). TEST_WORKERS=0 runs the suite in this process.
+# (pytest-dev/pytest-xdist#1386). TEST_WORKERS=0 runs the suite in this process. --durations
+# lists the slowest tests, for keeping the suite within CI's time.
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist=loadfile --no-loadscope-reorder
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist=loadfile --no-loadscope-reorder --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check .
