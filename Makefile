@@ -32,9 +32,9 @@ train: setup
 
 # Two pytest workers, a test file each at a time (module fixtures are built once), in the
 # order tests/conftest.py gives (longest files first): a test spends much of its time compiling
-# and tracing on one thread, which the other worker's runs fill. pytest-xdist's loadgroup would group finer, but pytest 9.2 breaks it
-# (pytest-dev/pytest-xdist#1386). TEST_WORKERS=0 runs the suite in this process. --durations
-# lists the slowest tests, for keeping the suite within CI's time.
+# and tracing on one thread, which the other worker's runs fill. pytest-xdist's loadgroup
+# would group finer, but pytest 9.2 breaks it (pytest-dev/pytest-xdist#1386). TEST_WORKERS=0
+# runs the suite in this process. --durations lists the slowest tests, for CI's time budget.
 TEST_WORKERS ?= 2
 
 test: setup

@@ -94,12 +94,9 @@ def run_sweep(base_config, workdir: str, budgets, seeds, options: Options = Opti
     each run ends, so a sweep stopped part-way has the tables of what finished."""
     options.check()
     workdir_lib.create(workdir)
-    pending = []
-    for config, folder in plan(base_config, workdir, budgets, seeds, options):
-        if is_finished(folder, config):
-            print(f"skip {os.path.basename(folder)}: finished", flush=True)
-        else:
-            pending.append((config, folder))
+    finished, pending = _split_plan(base_config, workdir, budgets, seeds, options)
+    for name in finished:
+        print(f"skip {name}: finished", flush=True)
     write = functools.partial(_write_files, base_config, workdir, budgets, seeds, options)
     if options.jobs > 1:
         _run_in_processes(pending, options, write)
@@ -116,13 +113,12 @@ def print_status(base_config, workdir: str, budgets, seeds, options: Options = O
     options.check()
     if not os.path.isdir(workdir):
         raise ConfigError("workdir", f"{workdir} does not exist")
-    unfinished = [
-        sweep_results.progress_row(folder, config)
-        for config, folder in plan(base_config, workdir, budgets, seeds, options)
-        if not is_finished(folder, config)
-    ]
-    rows, _ = _finished_rows(base_config, workdir, budgets, seeds, options)
-    print(sweep_results.sweep_markdown(rows, _title(base_config), unfinished), flush=True)
+    finished, unfinished = _split_plan(base_config, workdir, budgets, seeds, options)
+    rows, _ = sweep_results.collect_rows(workdir, budgets, seeds, only=set(finished))
+    progress_rows = [sweep_results.progress_row(folder, c) for c, folder in unfinished]
+    summary = sweep_results.summarise(rows)
+    text = sweep_results.sweep_markdown(summary, rows, _title(base_config), progress_rows)
+    print(text, flush=True)
 
 
 def _title(base_config) -> str:
@@ -132,20 +128,23 @@ def _title(base_config) -> str:
     )
 
 
-def _finished_rows(base_config, workdir: str, budgets, seeds, options: Options):
-    """results.csv and curves.csv rows of this shard's runs finished with this config (a
-    results.json of an older config, e.g. fewer iterations, is not counted)."""
-    finished = {
-        os.path.basename(folder)
-        for config, folder in plan(base_config, workdir, budgets, seeds, options)
-        if is_finished(folder, config)
-    }
-    return sweep_results.collect_rows(workdir, budgets, seeds, only=finished)
+def _split_plan(base_config, workdir: str, budgets, seeds, options: Options):
+    """This shard's runs in plan order: the names of those finished with this config (a
+    results.json of an older config, e.g. fewer iterations, does not count), and the
+    (config, folder) pairs of the rest."""
+    finished, unfinished = [], []
+    for config, folder in plan(base_config, workdir, budgets, seeds, options):
+        if is_finished(folder, config):
+            finished.append(os.path.basename(folder))
+        else:
+            unfinished.append((config, folder))
+    return finished, unfinished
 
 
 def _write_files(base_config, workdir: str, budgets, seeds, options: Options) -> str | None:
     """results.csv, summary.md and the plots of this shard's finished runs; summary.md's text."""
-    rows, curves = _finished_rows(base_config, workdir, budgets, seeds, options)
+    finished, _ = _split_plan(base_config, workdir, budgets, seeds, options)
+    rows, curves = sweep_results.collect_rows(workdir, budgets, seeds, only=set(finished))
     if not rows or not sharding.is_primary():  # in a multi-process sweep, process 0 writes
         return None
     return sweep_results.write_outputs(workdir, rows, curves, _title(base_config))

@@ -199,11 +199,11 @@ def runs_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sweep_markdown(rows: list[dict], title: str, unfinished=()) -> str:
-    """summary.md: mean ± std over the finished runs' rows, then a line per run, finished or
-    not (`unfinished`: progress_row lines, for `sweep.py --status`)."""
+def sweep_markdown(summary: dict, rows: list[dict], title: str, unfinished=()) -> str:
+    """summary.md: mean ± std (`summary`, of the finished runs' `rows`), then a line per run,
+    finished or not (`unfinished`: progress_row lines, for `sweep.py --status`)."""
     if rows:
-        head = summary_markdown(summarise(rows), title)
+        head = summary_markdown(summary, title)
     else:
         head = f"# {title}\n\nNo run has finished yet.\n"
     return head + "\nPer run:\n\n" + runs_markdown([*rows, *unfinished])
@@ -272,7 +272,7 @@ def write_outputs(workdir: str, rows: list[dict], curves: list[dict], title: str
     accuracy_vs_steps.png. Returns summary.md's text."""
     _write_csv(os.path.join(workdir, "results.csv"), CSV_COLUMNS, rows)
     summary = summarise(rows)
-    text = sweep_markdown(rows, title)
+    text = sweep_markdown(summary, rows, title)
     metrics.atomic_write_text(os.path.join(workdir, "summary.md"), text)
     plots.plot_accuracy_vs_labels(summary, os.path.join(workdir, "accuracy_vs_labels.png"), title)
     if curves:
