@@ -23,14 +23,9 @@ CACHE_MIN_COMPILE_SECONDS = 0
 # took most of a tiny run's time.
 TEST_EXAMPLES = 2000
 
-# Tiny runs train on batches of 8, not the tutorial's 32: a tiny CLI run took ~29 s instead of
-# ~34 s here (warm cache, 2 runs each).
-TEST_BATCH_SIZE = 8
-
 # A run small enough for CI: 2 CPU cores, seconds per run.
 TINY = (
     f"--config.test_examples={TEST_EXAMPLES}",
-    f"--config.batch_size={TEST_BATCH_SIZE}",
     "--config.num_iterations=20",
     "--config.log_every=5",
     "--config.eval_every=10",
@@ -181,7 +176,6 @@ def tiny(config, **overrides):
         config.checkpoint_every = 10
         config.supervised_epochs = 1
         config.test_examples = TEST_EXAMPLES
-        config.batch_size = TEST_BATCH_SIZE
         for key, value in overrides.items():
             config[key] = value
     return config

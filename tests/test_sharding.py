@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
         for name in ("sgan_mnist", "improved_mnist")
     }
     # The improved recipe by default, and its batch of 100 split over 4 devices.
-    improved = dict(num_iterations=10, supervised_epochs=0, batch_size=100)
+    improved = dict(num_iterations=10, supervised_epochs=0)
     summary["improved"] = train.train_and_evaluate(
         tiny(load_config("improved_mnist"), **improved), out + "/improved"
     )
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
         tiny(load_config("improved_mnist"), num_devices=4, **improved), out + "/four"
     )
     # 3 vmapped tutorial seeds by default: spread over the 3 devices that divide them; then each
-    # seed's baseline, whose batch (8) does not split 3 ways. Seed 0 is the tests'
+    # seed's baseline, whose batch of 32 does not split 3 ways. Seed 0 is the tests'
     # reference run.
     seeds = [tiny(load_config("sgan_mnist"), seed=s) for s in (0, 1, 2)]
     summary["seeds"] = train.train_and_evaluate_seeds(seeds, [f"{out}/seed{s}" for s in (0, 1, 2)])
