@@ -57,8 +57,11 @@ def _start_with_devices(script: str, count: int, out) -> subprocess.Popen:
 
 def test_eight_devices_run_both_recipes_split_batches_and_spread_seeds(request, tmp_path):
     process = _start_with_devices(SCRIPT, 8, tmp_path)
-    # Asked for while the script runs: another worker may be building it.
-    reference_run = request.getfixturevalue("reference_run")
+    try:  # asked for while the script runs: another worker may be building it
+        reference_run = request.getfixturevalue("reference_run")
+    except BaseException:
+        process.kill()
+        raise
     _, stderr = process.communicate(timeout=1200)
     assert process.returncode == 0, stderr[-4000:]
     summary = json.load(open(tmp_path / "summary.json"))
