@@ -133,11 +133,9 @@ def reference_run(mnist, tmp_path_factory, worker_id):
     folder, the first to ask builds it and the others wait (pytest-xdist's recipe for session
     fixtures, with a lock from the standard library).
     """
-    if worker_id == "master":  # no workers
-        workdir = tmp_path_factory.mktemp("reference") / "run"
-        run_train(workdir)
-        return workdir
-    shared = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+    basetemp = tmp_path_factory.getbasetemp()
+    # This session's folder: a worker's basetemp is a subfolder of it, one process's is it.
+    shared = basetemp if worker_id == "master" else basetemp.parent
     workdir = shared / "reference" / "run"
     with open(shared / "reference.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
