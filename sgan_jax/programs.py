@@ -70,9 +70,15 @@ class Programs:
         self.data = {**shared, **indices}
         data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
         train_step = jax.vmap(train_step, in_axes=(0, data_axes, None))
-        self._step_once = jax.jit(train_step, donate_argnums=0)
+        # The new state keeps the old one's placement. Left to XLA, seeds split over devices
+        # got their step counters back replicated, so the second call compiled the step again.
+        placement = jax.tree.map(lambda x: x.sharding, self.state)
+        self._step_once = jax.jit(train_step, donate_argnums=0, out_shardings=placement)
         self._step_many = jax.jit(
-            steps.make_train_steps(train_step), donate_argnums=0, static_argnums=3
+            steps.make_train_steps(train_step),
+            donate_argnums=0,
+            static_argnums=3,
+            out_shardings=placement,
         )
         self._evaluate_test = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
         self._evaluate_validation = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, 0)))

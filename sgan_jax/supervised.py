@@ -19,21 +19,23 @@ from sgan_jax import state as state_lib
 
 
 def make_supervised_step(config, discriminator, shard_batch=lambda x: x):
-    """Returns step(carry, data, order, batch) -> carry for batch number `batch` of an epoch."""
+    """Returns step(carry, data, order, batch, key) -> carry for batch number `batch` of an
+    epoch; `key` is the baseline's `network_key`, an argument so that every seed's baseline is
+    one compiled program (a key made inside would be a constant of the seed)."""
     batch_size = config.batch_size
 
-    def step(carry, data, order, batch):
+    def step(carry, data, order, batch, key):
         network, ema, sums = carry
         positions = jax.lax.dynamic_slice(order, (batch * batch_size,), (batch_size,))
         mask = (positions >= 0).astype(jnp.float32)
         index = data["labeled_idx"][jnp.maximum(positions, 0)]
         images = shard_batch(input_pipeline.scale_images(data["images"][index], config.image_range))
         labels = data["labels"][index]
-        key = jax.random.fold_in(jax.random.fold_in(network_key(config), 1), network.step)
+        step_key = jax.random.fold_in(jax.random.fold_in(key, 1), network.step)
 
         def loss_fn(params):
             logits = network.apply_fn(
-                {"params": params}, images, train=True, rngs=state_lib.model_rngs(key)
+                {"params": params}, images, train=True, rngs=state_lib.model_rngs(step_key)
             )
             per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
             correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
@@ -93,7 +95,7 @@ def train_supervised(
             jax.random.fold_in(key, 2 + epoch), num_labeled, num_batches, config.batch_size
         )
         for batch in range(num_batches):
-            carry = step(carry, data, order, batch)
+            carry = step(carry, data, order, batch, key)
         network, ema, sums = carry
         loss_sum, correct, count = np.asarray(sharding.to_host(sums))
         history["loss"].append(float(loss_sum / count))

@@ -11,12 +11,23 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax
-    from sgan_jax import sharding, train
+    from sgan_jax import programs, sharding, train
     from tests.conftest import load_config, read_rows, tiny
 
     assert jax.local_device_count() == 8, jax.devices()
     out = sys.argv[1]
     summary = {}
+    made = []  # every run's Programs, with its state's placement before the first step
+
+    def placement(state):
+        return jax.tree.leaves(jax.tree.map(lambda x: x.sharding, state))
+
+    class RecordedPrograms(programs.Programs):
+        def __init__(self, *args):
+            super().__init__(*args)
+            made.append((self, placement(self.state)))
+
+    programs.Programs = RecordedPrograms
     # The default for one run, either recipe: one device (a batch of 100 splits 8 ways not).
     summary["default_mesh"] = {
         name: sharding.make_mesh(load_config(name).num_devices).size
@@ -35,6 +46,7 @@ SCRIPT = textwrap.dedent(
     # reference run.
     seeds = [tiny(load_config("sgan_mnist"), seed=s) for s in (0, 1, 2)]
     summary["seeds"] = train.train_and_evaluate_seeds(seeds, [f"{out}/seed{s}" for s in (0, 1, 2)])
+    summary["placement_kept"] = [placement(p.state) == first for p, first in made]
     summary["rows"] = {name: read_rows(f"{out}/{name}") for name in
                        ("improved", "four", "seed0", "seed1")}
     json.dump(summary, open(out + "/summary.json", "w"))
@@ -66,6 +78,8 @@ def test_eight_devices_run_both_recipes_split_batches_and_spread_seeds(request, 
     assert process.returncode == 0, stderr[-4000:]
     summary = json.load(open(tmp_path / "summary.json"))
     assert summary["default_mesh"] == {"sgan_mnist": 1, "improved_mnist": 1}
+    # The trained state is placed as the first one was, so the step compiles once per run.
+    assert summary["placement_kept"] == [True, True, True]
     one, four, rows = summary["improved"], summary["four"], summary["rows"]
     assert one["mesh_devices"] == 1 and one["num_devices"] == 8
     assert four["mesh_devices"] == 4

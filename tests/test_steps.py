@@ -1,11 +1,15 @@
-"""The jitted SGAN step on real MNIST: one compilation, sampling, metrics, the NaN tracker."""
+"""The jitted SGAN and baseline steps on real MNIST: one compilation, sampling, metrics, the NaN
+tracker."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax import input_pipeline, models, steps
+from sgan_jax import input_pipeline, models, steps, supervised
+from sgan_jax import state as state_lib
 from sgan_jax.state import METRIC_NAMES, create_train_state
+
+from .conftest import load_config
 
 
 def make(config, mnist, split=None):
@@ -95,3 +99,26 @@ def test_debiased_ema_of_parameters():
     weights = np.array([decay**2, decay, 1.0]) * (1 - decay)
     expected = np.dot(weights, values) / weights.sum()
     np.testing.assert_allclose(ema.params["w"], expected, rtol=1e-6)
+
+
+def test_every_seed_s_baseline_step_is_one_program(mnist):
+    """The baseline's key is an argument of its step, not a constant of the seed: seeds 0 and 1
+    lower to the same program, so a sweep's baselines compile it once."""
+    split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
+    data = input_pipeline.device_data(mnist, split)
+    programs = []
+    for seed in (0, 1):
+        config = load_config("sgan_mnist")
+        config.seed = seed
+        _, discriminator = models.create_models(config, (28, 28, 1), 10)
+        key = supervised.network_key(config)
+        images = input_pipeline.scale_images(mnist.train_images[:2], config.image_range)
+        params = discriminator.init({"params": key, **state_lib.model_rngs(key)}, images, True)
+        network = state_lib.create_network_state(
+            discriminator, params["params"], state_lib.adam(config, config.learning_rate)
+        )
+        carry = (network, None, jnp.zeros(3, jnp.float32))
+        order = supervised.epoch_order(key, 100, 4, config.batch_size)
+        step = jax.jit(supervised.make_supervised_step(config, discriminator))
+        programs.append(step.lower(carry, data, order, 0, key).as_text())
+    assert programs[0] == programs[1]
