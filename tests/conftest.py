@@ -125,24 +125,45 @@ def read_results(workdir) -> dict:
         return json.load(f)
 
 
-@pytest.fixture(scope="session")
-def reference_run(mnist, tmp_path_factory, worker_id):
-    """One tiny, uninterrupted run that several tests compare against (read-only).
+def _shared_run(tmp_path_factory, worker_id, name: str, config_file=None, *overrides):
+    """A tiny CLI run built once per test session and read by several tests (read-only).
 
-    Built once per test session: make test's workers share it through their session's temporary
-    folder, the first to ask builds it and the others wait (pytest-xdist's recipe for session
-    fixtures, with a lock from the standard library).
+    make test's workers share it through their session's temporary folder: the first to ask
+    builds it and the others wait (pytest-xdist's recipe for session fixtures, with a lock from
+    the standard library).
     """
     basetemp = tmp_path_factory.getbasetemp()
     # This session's folder: a worker's basetemp is a subfolder of it, one process's is it.
     shared = basetemp if worker_id == "master" else basetemp.parent
-    workdir = shared / "reference" / "run"
-    with open(shared / "reference.lock", "w") as lock:
+    workdir = shared / name / "run"
+    with open(shared / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (workdir / "results.json").exists():
             shutil.rmtree(workdir.parent, ignore_errors=True)  # a failed attempt's leftovers
-            run_train(workdir)
+            config_flag = [f"--config=experiments/configs/{config_file}"] if config_file else []
+            replaced = {flag.split("=")[0] for flag in overrides}
+            tiny_flags = [flag for flag in TINY if flag.split("=")[0] not in replaced]
+            run_script("train.py", f"--workdir={workdir}", *config_flag, *tiny_flags, *overrides)
     return workdir
+
+
+@pytest.fixture(scope="session")
+def reference_run(mnist, tmp_path_factory, worker_id):
+    """One tiny, uninterrupted run of the tutorial recipe that several tests compare against."""
+    return _shared_run(tmp_path_factory, worker_id, "reference")
+
+
+# The improved recipe's reference: 10 iterations, no baseline.
+IMPROVED_REFERENCE = dict(num_iterations=10, supervised_epochs=0)
+
+
+@pytest.fixture(scope="session")
+def improved_reference_run(mnist, tmp_path_factory, worker_id):
+    """One tiny run of the improved recipe (IMPROVED_REFERENCE), compared against likewise."""
+    overrides = [f"--config.{key}={value}" for key, value in IMPROVED_REFERENCE.items()]
+    return _shared_run(
+        tmp_path_factory, worker_id, "improved_reference", "improved_mnist.py", *overrides
+    )
 
 
 def load_config(name: str):

@@ -13,7 +13,7 @@ from sgan_jax import checkpointing, input_pipeline, models, steps, train
 from sgan_jax import state as state_lib
 from sgan_jax.state import create_train_state
 
-from .conftest import load_config, read_rows, tiny
+from .conftest import IMPROVED_REFERENCE, load_config, read_results, read_rows, tiny
 
 
 @pytest.fixture(scope="module")
@@ -123,22 +123,14 @@ def test_learning_rates_decay_linearly_to_zero(improved_config, mnist):
         assert not moved(params[4], params[5]), network  # update 4: rate 0
 
 
-def test_chunked_dispatch_matches_single_steps(mnist, tmp_path):
+def test_chunked_dispatch_matches_single_steps(improved_reference_run, tmp_path):
     """Several iterations per jitted call (the GPU loop) give the same run as one by one."""
-    single = train.train_and_evaluate(
-        tiny(load_config("improved_mnist"), supervised_epochs=0, num_iterations=10),
-        str(tmp_path / "single"),
-    )
     chunked = train.train_and_evaluate(
-        tiny(
-            load_config("improved_mnist"),
-            supervised_epochs=0,
-            num_iterations=10,
-            steps_per_dispatch=5,
-        ),
+        tiny(load_config("improved_mnist"), **IMPROVED_REFERENCE, steps_per_dispatch=5),
         str(tmp_path / "chunked"),
     )
-    rows_single, rows_chunked = read_rows(tmp_path / "single"), read_rows(tmp_path / "chunked")
+    single = read_results(improved_reference_run)
+    rows_single, rows_chunked = read_rows(improved_reference_run), read_rows(tmp_path / "chunked")
     assert [r["step"] for r in rows_single] == [r["step"] for r in rows_chunked]
     for a, b in zip(rows_single, rows_chunked, strict=True):
         for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss"):
