@@ -21,7 +21,8 @@ from sgan_jax import state as state_lib
 def make_supervised_step(config, discriminator, shard_batch=lambda x: x):
     """Returns step(carry, data, order, batch, key) -> carry for batch number `batch` of an
     epoch; `key` is the baseline's `network_key`, an argument so that every seed's baseline is
-    one compiled program (a key made inside would be a constant of the seed)."""
+    one program, which JAX's compilation cache can share (a key made inside would be a constant
+    of the seed)."""
     batch_size = config.batch_size
 
     def step(carry, data, order, batch, key):

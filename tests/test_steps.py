@@ -101,9 +101,9 @@ def test_debiased_ema_of_parameters():
     np.testing.assert_allclose(ema.params["w"], expected, rtol=1e-6)
 
 
-def test_every_seed_s_baseline_step_is_one_program(mnist):
+def test_baseline_step_is_one_program_for_every_seed(mnist):
     """The baseline's key is an argument of its step, not a constant of the seed: seeds 0 and 1
-    lower to the same program, so a sweep's baselines compile it once."""
+    lower to the same program, which JAX's persistent compilation cache then compiles once."""
     split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
     data = input_pipeline.device_data(mnist, split)
     programs = []
