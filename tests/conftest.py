@@ -103,8 +103,11 @@ def run_script(script: str, *args, env=None, timeout=900, check=True):
     return result
 
 
-def run_train(workdir, *overrides, **kwargs):
-    return run_script("train.py", f"--workdir={workdir}", *TINY, *overrides, **kwargs)
+def run_train(workdir, *overrides, config_file=None, **kwargs):
+    """A TINY train.py run; `config_file` (in experiments/configs) before the overrides, which
+    come after TINY and so win over it (absl keeps a flag's last value)."""
+    config = [f"--config=experiments/configs/{config_file}"] if config_file else []
+    return run_script("train.py", f"--workdir={workdir}", *config, *TINY, *overrides, **kwargs)
 
 
 def read_rows(workdir) -> list[dict]:
@@ -140,10 +143,7 @@ def _shared_run(tmp_path_factory, worker_id, name: str, config_file=None, *overr
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (workdir / "results.json").exists():
             shutil.rmtree(workdir.parent, ignore_errors=True)  # a failed attempt's leftovers
-            config_flag = [f"--config=experiments/configs/{config_file}"] if config_file else []
-            replaced = {flag.split("=")[0] for flag in overrides}
-            tiny_flags = [flag for flag in TINY if flag.split("=")[0] not in replaced]
-            run_script("train.py", f"--workdir={workdir}", *config_flag, *tiny_flags, *overrides)
+            run_train(workdir, *overrides, config_file=config_file)
     return workdir
 
 
