@@ -150,6 +150,13 @@ def _write_files(base_config, workdir: str, budgets, seeds, options: Options) ->
     return sweep_results.write_outputs(workdir, rows, curves, _title(base_config))
 
 
+def iterations_left(config, folder: str) -> int:
+    """A run's iterations still to train, from the last step it logged (a resume replays at
+    most a checkpoint interval): a resumed run must not count as a whole one in the ETA."""
+    rows = metrics.read_rows(os.path.join(folder, "metrics.jsonl"))
+    return config.num_iterations - (rows[-1]["step"] if rows else 0)
+
+
 def _run_in_process(pending, vectorize_seeds: bool, on_end) -> None:
     groups = []  # runs trained in one go: one seed each, or all seeds of a budget together
     for config, folder in pending:
@@ -157,19 +164,21 @@ def _run_in_process(pending, vectorize_seeds: bool, on_end) -> None:
             groups[-1].append((config, folder))
         else:
             groups.append([(config, folder)])
+    left = [max(iterations_left(c, f) for c, f in group) for group in groups]
     total = sum(len(g) for g in groups)
-    done, started = 0, time.time()
-    for group in groups:
+    done, trained, started = 0, 0, time.time()
+    for i, group in enumerate(groups):
         configs, folders = zip(*group, strict=True)
         names = ", ".join(os.path.basename(f) for f in folders)
         eta = ""
-        if done:
-            remaining = (time.time() - started) / done * (total - done)
+        if trained:
+            remaining = (time.time() - started) / trained * sum(left[i:])
             eta = f", ETA {workdir_lib.format_duration(remaining)}"
         print(f"run {done + 1}/{total}{eta}: {names}", flush=True)
         logging.info("Sweep: run %d/%d: %s", done + 1, total, names)
         train.train_and_evaluate_seeds(list(configs), list(folders))
         done += len(group)
+        trained += left[i]
         on_end()
 
 

@@ -174,6 +174,20 @@ def test_rerun_skips_finished_runs(sweep_dir):
     assert (sweep_dir / "labels20_seed0" / "metrics.jsonl").read_bytes() == before
 
 
+def test_eta_counts_the_iterations_each_run_has_left(sweep_dir, tmp_path):
+    """The ETA between runs divides the time so far by iterations trained, not runs: a run that
+    resumed half-way used to count as a whole one, and the line promised two 20,000-iteration
+    runs in about the time of one."""
+    from sgan_jax import sweep
+
+    config = load_config("sgan_mnist")
+    finished = str(sweep_dir / "labels20_seed0")  # logged up to its last step, 10
+    for num_iterations in (10, 25):
+        config.num_iterations = num_iterations
+        assert sweep.iterations_left(config, finished) == num_iterations - 10
+    assert sweep.iterations_left(config, str(tmp_path / "not_started")) == 25
+
+
 def test_data_seed_follows_the_seed(sweep_dir):
     import json
 
