@@ -176,8 +176,7 @@ def test_rerun_skips_finished_runs(sweep_dir):
 
 def test_iterations_left_count_from_the_last_logged_step(sweep_dir, tmp_path):
     """What the sweep's ETA between runs is now made of (it divided the time so far by runs, so
-    a run resumed half-way counted as a whole one). The ETA line itself depends on the clock and
-    is not asserted here."""
+    a run resumed half-way counted as a whole one); the line itself is asserted below."""
     from sgan_jax import sweep
 
     config = load_config("sgan_mnist")
@@ -186,6 +185,39 @@ def test_iterations_left_count_from_the_last_logged_step(sweep_dir, tmp_path):
         config.num_iterations = num_iterations
         assert sweep.iterations_left(config, finished) == num_iterations - 10
     assert sweep.iterations_left(config, str(tmp_path / "not_started")) == 25
+
+
+def test_eta_between_runs_weighs_runs_by_their_iterations_left(
+    sweep_dir, tmp_path, monkeypatch, capsys
+):
+    """The printed ETA: time so far per iteration trained, times the iterations left. Runs of
+    30 iterations, the second resumed at step 10; training is replaced by a clock that moves 1 s
+    per iteration, so only the sweep's arithmetic is under test. Dividing by runs instead printed
+    1m00s, not 0m50s, before the second run."""
+    import shutil
+    import types
+
+    from sgan_jax import sweep
+
+    clock = [0.0]
+    monkeypatch.setattr(sweep, "time", types.SimpleNamespace(time=lambda: clock[0]))
+
+    def train_for_a_second_per_iteration(configs, folders):
+        clock[0] += sweep.iterations_left(configs[0], folders[0])
+
+    monkeypatch.setattr(sweep.train, "train_and_evaluate_seeds", train_for_a_second_per_iteration)
+    config = load_config("sgan_mnist")
+    config.num_iterations = 30
+    folders = [str(tmp_path / name) for name in ("fresh", "resumed", "fresh_too")]
+    os.makedirs(folders[1])
+    shutil.copy(sweep_dir / "labels20_seed0" / "metrics.jsonl", folders[1])  # logged up to 10
+    sweep._run_in_process([(config, f) for f in folders], False, lambda: None)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    assert lines == [
+        "run 1/3: fresh",
+        "run 2/3, ETA 0m50s: resumed",  # 30 s for 30 iterations; 20 + 30 left
+        "run 3/3, ETA 0m30s: fresh_too",  # 50 s for 50; 30 left
+    ]
 
 
 def test_data_seed_follows_the_seed(sweep_dir):
