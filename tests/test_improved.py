@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sgan_jax import checkpointing, input_pipeline, models, steps, train
+from sgan_jax import checkpointing, input_pipeline, models, steps, supervised, train
 from sgan_jax import state as state_lib
 from sgan_jax.state import create_train_state
 
@@ -121,6 +121,57 @@ def test_learning_rates_decay_linearly_to_zero(improved_config, mnist):
         params = [getattr(s, network).params for s in history]
         assert moved(params[3], params[4]), network  # update 3: half the rate
         assert not moved(params[4], params[5]), network  # update 4: rate 0
+
+
+def test_improved_config_is_the_paper_protocol(improved_config):
+    """fm.py: 300 epochs of 600 steps of 100, Adam at a constant 3e-3 with mom1 0.5, weights
+    averaged at rate 1e-4, both unlabeled streams in passes; the baseline's average spans at most
+    half its steps. The decayed 60,000-step schedule is a config file of its own."""
+    config = improved_config
+    assert (config.num_iterations, config.batch_size, config.num_labeled) == (300 * 600, 100, 100)
+    assert state_lib.learning_rate_schedule(config, config.learning_rate) == 3e-3  # no schedule
+    assert config.adam_b1 == 0.5 and 1 - config.ema_decay == pytest.approx(1e-4)
+    assert config.labeled_sampling == config.unlabeled_sampling == "epoch"
+    assert config.generator_loss == "feature_matching"
+    baseline_steps = config.supervised_epochs * -(-config.num_labeled // config.batch_size)
+    assert 1 / (1 - config.supervised_ema_decay) <= baseline_steps / 2
+    short = load_config("improved_mnist_60k_decay")
+    schedule = state_lib.learning_rate_schedule(short, short.learning_rate)
+    assert short.num_iterations == 60_000 and schedule(40_000) == pytest.approx(3e-3)
+    assert schedule(60_000) == 0
+
+
+def _baseline_weights(mnist, split, **overrides):
+    """The weights the supervised baseline evaluates, trained as `overrides` say."""
+    config = tiny(load_config("improved_mnist"), batch_size=100, init_batch_size=100, **overrides)
+    _, discriminator = models.create_models(config, (28, 28, 1), 10)
+    evaluated = []
+
+    def evaluate(params, images, labels):
+        evaluated.append(params)
+        return jnp.float32(0)
+
+    supervised.train_supervised(config, discriminator, mnist, split, evaluate)
+    return evaluated[0]
+
+
+def test_baseline_averages_its_own_iterates_at_its_own_rate(mnist):
+    """The baseline evaluates the debiased average of its own iterates at supervised_ema_decay,
+    not at the GAN's ema_decay: after two updates, (decay * w1 + w2) / (1 + decay)."""
+    split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
+    w1, w2 = (
+        _baseline_weights(mnist, split, supervised_epochs=epochs, supervised_ema_decay=0.0)
+        for epochs in (1, 2)
+    )
+    decay = 0.5
+    expected = jax.tree.map(lambda a, b: (decay * a + b) / (1 + decay), w1, w2)
+    for gan_decay in (0.0, 0.9999):
+        averaged = _baseline_weights(
+            mnist, split, supervised_epochs=2, supervised_ema_decay=decay, ema_decay=gan_decay
+        )
+        jax.tree.map(
+            lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), averaged, expected
+        )
 
 
 def test_chunked_dispatch_matches_single_steps(improved_reference_run, tmp_path):
