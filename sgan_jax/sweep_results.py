@@ -134,7 +134,9 @@ def summary_markdown(summary: dict, title: str) -> str:
         for method in methods:
             if budget in summary[method]:
                 mean, std, n = summary[method][budget]
-                cells.append(f"{100 * mean:.2f} ± {100 * std:.2f}% (n={n})")
+                # One run has no spread: "± 0.00%" would read as a measured one.
+                spread = f" ± {100 * std:.2f}" if n > 1 else ""
+                cells.append(f"{100 * mean:.2f}{spread}% (n={n})")
             else:
                 cells.append("–")
         lines.append(f"| {budget} | " + " | ".join(cells) + " |")

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from sgan_jax import train
+from sgan_jax import sweep_results, train
 
 from .conftest import (
     TEST_EXAMPLES,
@@ -109,6 +109,18 @@ def test_sweep_writes_the_three_files(sweep_dir):
                 f"| {percent(results['supervised_test_accuracy'])} |"
             )
             assert line in summary.splitlines(), (line, summary)
+
+
+def test_one_run_shows_no_spread(sweep_dir):
+    """A budget with one finished seed: its mean alone, not a "± 0.00%" that reads as measured."""
+    rows = [r for r in sweep_results.read_results_csv(sweep_dir / "results.csv") if r["seed"] == 0]
+    markdown = sweep_results.summary_markdown(sweep_results.summarise(rows), "one seed")
+    by_budget = {line.split(" | ")[0]: line for line in table_lines(markdown)}
+    assert "±" not in by_budget["| 20"] + by_budget["| 100"]
+    for row in rows:
+        if row["method"] == "sgan":
+            budget = by_budget[f"| {row['num_labeled']}"]
+            assert f"| {percent(row['test_accuracy'])} (n=1) |" in budget, markdown
 
 
 def percent(value: float) -> str:
