@@ -10,7 +10,7 @@ WORKDIR ?= runs/sgan_mnist
 SGAN_MANUAL_DIR ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 export SGAN_MANUAL_DIR
 
-.PHONY: setup setup-baselines train test lint format benchmark clean gpu-bundle
+.PHONY: setup setup-baselines train test lint format benchmark clean gpu-bundle gpu-rehearsal
 
 setup: $(VENV)/.installed$(ACCELERATOR)
 
@@ -59,15 +59,17 @@ clean:
 GPU_WHEELS := ml_collections==1.1.0 tensorflow-datasets==4.9.10 array_record==0.8.6 \
 	dm-tree==0.1.10 immutabledict==4.3.1 simple-parsing==0.1.9 \
 	tensorflow-metadata==1.21.0 toml==0.10.2 wrapt==2.5.2 importlib_resources==7.1.0 \
-	docstring_parser==0.18.0 googleapis-common-protos==1.76.0 protobuf==7.36.2 tensorboardX==2.6.5
+	docstring_parser==0.18.0 googleapis-common-protos==1.76.0 protobuf==7.36.2 tensorboardX==2.6.5 \
+	six==1.17.0 tqdm==4.70.1
+# Published only as source: built here into pure-Python wheels.
+GPU_SOURCE_WHEELS := promise==2.3
 
 gpu-bundle: setup
 	rm -rf .whl && mkdir -p .whl
 	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 --platform any -d .whl $(GPU_WHEELS)
-	# promise (tfds imports it) is published only as source: built here into a pure-Python wheel.
-	$(PY) -m pip wheel --quiet --no-deps -w .whl promise==2.3
+	$(PY) -m pip wheel --quiet --no-deps -w .whl $(GPU_SOURCE_WHEELS)
 	TFDS_DATA_DIR=$(CURDIR)/.cache/tfds $(PY) -c "from sgan_jax import input_pipeline as p; \
 		p.load_dataset('mnist', '$(CURDIR)/.cache/tfds', '$(SGAN_MANUAL_DIR)' or None)"
 	# Of the prepared MNIST, what loading needs once the decoded arrays are cached: tfds'
@@ -76,3 +78,16 @@ gpu-bundle: setup
 	cp .cache/tfds/mnist/3.0.1/dataset_info.json .cache/tfds/mnist/3.0.1/features.json \
 		.cache/tfds/mnist/3.0.1/sgan_jax_arrays.npz .cache/tfds_gpu/mnist/3.0.1/
 	du -sh .whl .cache/tfds_gpu
+
+# experiments/gpu_check.sh's smoke part on this machine's CPU, in a Python 3.12 venv that holds
+# only what a GPU image brings (GPU_IMAGE: jax at the images' version, not requirements.txt's)
+# plus the bundle: what the lease would find missing or broken shows here first.
+PYTHON312 ?= python3.12
+GPU_IMAGE ?= jax==0.11.2 flax optax orbax-checkpoint matplotlib absl-py
+REHEARSAL := .cache/gpu_rehearsal
+
+gpu-rehearsal: gpu-bundle
+	rm -rf $(REHEARSAL) && $(PYTHON312) -m venv $(REHEARSAL)/venv
+	$(REHEARSAL)/venv/bin/pip install --quiet $(GPU_IMAGE)
+	PATH=$(CURDIR)/$(REHEARSAL)/venv/bin:$$PATH JAX_PLATFORMS=cpu SGAN_MANUAL_DIR= \
+		OUT=$(CURDIR)/$(REHEARSAL)/out bash experiments/gpu_check.sh smoke

@@ -7,40 +7,63 @@
 #   bench     it/s of both recipes (several steps_per_dispatch), 3 vmapped seeds against 1
 #   full      the tutorial's 20,000-iteration run end to end, compile and baseline included
 #   improved  the Improved-GAN recipe's 180,000-step run, as far as the time left allows
+#   smoke     all three at a few iterations each, on any device: `make gpu-rehearsal` runs it on
+#             this CPU machine in a Python 3.12 venv holding only a GPU image's packages and the
+#             bundle, so a missing wheel or a newer-jax break shows before a lease is spent
 #
 # Here (a CPU machine with the venv):  make gpu-bundle      # wheels + cached MNIST, ~20 MB
 # On the GPU machine, from the repo root, carrying .whl and .cache/tfds_gpu:
 #     bash experiments/gpu_check.sh [bench|full|improved|all]     (default: all)
 # It uses the image's own python3 with jax[cuda], flax, optax, orbax-checkpoint, matplotlib,
-# absl-py (jax 0.11.x, Python 3.12 there); ml_collections, tensorflow-datasets and tensorboardX
-# come from .whl/. Logs and figures land in ${OUT:-/tmp/gpu_check}.
+# absl-py (jax 0.11.x, Python 3.12 there); ml_collections, tensorflow-datasets (with what it
+# imports that such an image may lack) and tensorboardX come from .whl/. Logs and figures land in
+# ${OUT:-/tmp/gpu_check}; it exits non-zero if a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu_check}"
 PART="${1:-all}"
 mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+if [ -d .whl ]; then  # into a fresh folder: a stale one would hide a wheel the bundle lacks
+  rm -rf /tmp/gpu_check_site
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu_check_site \
+    .whl/*.whl
+  export PYTHONPATH="/tmp/gpu_check_site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" TFDS_DATA_DIR="$PWD/.cache/tfds_gpu" PYTHONUNBUFFERED=1
 RESULTS="$OUT/gpu_check.jsonl"
 WORK=/tmp/gpu_check_runs  # run folders stay on the machine; only figures come back
+# Timeouts, and flags appended to every run (the last of a repeated flag wins). The smoke part
+# shrinks the runs, widens the timeouts for a CPU, and works in folders of its own, so a real
+# check after it on the same machine starts fresh.
+BENCH_TIMEOUT=40 SWEEP_TIMEOUT=40 FULL_TIMEOUT=150 BENCH_ARGS=() RUN_ARGS=()
+if [ "$PART" = smoke ]; then
+  BENCH_TIMEOUT=300 SWEEP_TIMEOUT=300 FULL_TIMEOUT=600 IMPROVED_SECONDS=150
+  # 4 iterations: XLA:CPU runs conv_impl=xla at about 0.1 it/s, after 100 s of compiling.
+  BENCH_ARGS=(--iterations=4 --warmup=1 --config.steps_per_dispatch=2)
+  RUN_ARGS=(--config.num_iterations=20 --config.steps_per_dispatch=10 --config.eval_every=10
+    --config.supervised_epochs=1)
+  WORK=/tmp/gpu_check_runs/smoke
+  rm -rf "$WORK"
+fi
 mkdir -p "$WORK"
+FAILED=0
 
-record() {  # a JSON object, one line, to the results file and the screen
+record() {  # a JSON object, one line, to the results file and the screen; $2: the exit status
   echo "$1" | tee -a "$RESULTS"
+  if [ "${2:-0}" != 0 ]; then FAILED=1; fi
 }
 
 seconds_since() {
   python3 -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$1"
 }
 
-bench() {  # name, then benchmark.py arguments; 40 s at most each
+bench() {  # name, then benchmark.py arguments; BENCH_TIMEOUT seconds at most each
   local name=$1; shift
   local line
-  line=$(timeout 40 python3 experiments/benchmark.py "$@" 2>>"$OUT/bench.log" | tail -n 1)
-  record "{\"part\": \"bench\", \"name\": \"$name\", \"result\": ${line:-null}}"
+  line=$(timeout "$BENCH_TIMEOUT" python3 experiments/benchmark.py "$@" "${BENCH_ARGS[@]}" \
+    2>>"$OUT/bench.log" | tail -n 1)
+  record "{\"part\": \"bench\", \"name\": \"$name\", \"result\": ${line:-null}}" \
+    "$([ -n "$line" ]; echo $?)"
 }
 
 part_bench() {  # under 5 minutes
@@ -54,43 +77,47 @@ flax.__version__, jax.devices())" 2>&1 | tee -a "$OUT/bench.log"
     --config.steps_per_dispatch=600
   for seeds in 0 0,1,2; do  # 2,000 iterations each, vmapped
     local start; start=$(date +%s.%N)
-    timeout 40 python3 experiments/sweep.py --workdir="$WORK/seeds_$seeds" --num_labeled=100 \
-      --seeds=$seeds --vectorize_seeds --config.num_iterations=2000 --config.eval_every=0 \
-      --config.supervised_epochs=0 --config.steps_per_dispatch=1000 --config.tensorboard=false \
-      >>"$OUT/bench.log" 2>&1
-    record "{\"part\": \"bench\", \"name\": \"vmapped_seeds_$seeds\", \"exit\": $?, \
-\"seconds\": $(seconds_since "$start")}"
+    timeout "$SWEEP_TIMEOUT" python3 experiments/sweep.py --workdir="$WORK/seeds_$seeds" \
+      --num_labeled=100 --seeds=$seeds --vectorize_seeds --config.num_iterations=2000 \
+      --config.eval_every=0 --config.supervised_epochs=0 --config.steps_per_dispatch=1000 \
+      --config.tensorboard=false "${RUN_ARGS[@]}" >>"$OUT/bench.log" 2>&1
+    local status=$?
+    record "{\"part\": \"bench\", \"name\": \"vmapped_seeds_$seeds\", \"exit\": $status, \
+\"seconds\": $(seconds_since "$start")}" $status
   done
 }
 
 part_full() {  # the 20,000-iteration tutorial run, compile included; 150 s at most
   local start; start=$(date +%s.%N)
-  timeout 150 python3 experiments/train.py --workdir="$WORK/tutorial_full" \
-    --config.steps_per_dispatch=1000 >"$OUT/full.log" 2>&1
+  timeout "$FULL_TIMEOUT" python3 experiments/train.py --workdir="$WORK/tutorial_full" \
+    --config.steps_per_dispatch=1000 "${RUN_ARGS[@]}" >"$OUT/full.log" 2>&1
   local status=$?
   local seconds; seconds=$(seconds_since "$start")
   record "{\"part\": \"full\", \"exit\": $status, \"seconds\": $seconds, \"results\": \
 $(cat "$WORK/tutorial_full/results.json" 2>/dev/null | python3 -c 'import json,sys; \
 r=json.load(sys.stdin); print(json.dumps({k: r[k] for k in ("test_accuracy", \
-"supervised_test_accuracy", "device", "versions", "wall_seconds")}))' 2>/dev/null || echo null)}"
+"supervised_test_accuracy", "device", "versions", "wall_seconds")}))' 2>/dev/null || echo null)}" \
+    $status
 }
 
 part_improved() {  # the paper's schedule, stopped by SIGTERM (checkpoint) when time is up
   local start; start=$(date +%s.%N)
   timeout --signal=TERM "${IMPROVED_SECONDS:-90}" python3 experiments/train.py \
     --workdir="$WORK/improved_full" --config=experiments/configs/improved_mnist.py \
-    --config.steps_per_dispatch=600 >"$OUT/improved.log" 2>&1
-  local status=$?
+    --config.steps_per_dispatch=600 "${RUN_ARGS[@]}" >"$OUT/improved.log" 2>&1
+  local status=$?  # 124: stopped by the timeout's SIGTERM, as planned for the full schedule
   record "{\"part\": \"improved\", \"exit\": $status, \"seconds\": $(seconds_since "$start"), \
 \"last_eval\": $(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; \
 print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
-"$WORK/improved_full/metrics.jsonl" 2>/dev/null || echo null)}"
+"$WORK/improved_full/metrics.jsonl" 2>/dev/null || echo null)}" \
+    "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
 }
 
 case "$PART" in
   bench) part_bench ;;
   full) part_full ;;
   improved) part_improved ;;
-  all) part_bench; part_full; part_improved ;;
-  *) echo "error: part: must be bench, full, improved or all; got $PART" >&2; exit 2 ;;
+  all | smoke) part_bench; part_full; part_improved ;;
+  *) echo "error: part: must be bench, full, improved, all or smoke; got $PART" >&2; exit 2 ;;
 esac
+exit $FAILED

@@ -1,7 +1,8 @@
-"""How a run executes: accelerator installs, matmul precision, XLA's deterministic ops, and the
-TensorBoard event files."""
+"""How a run executes: accelerator installs, the GPU check's bundle, matmul precision, XLA's
+deterministic ops, and the TensorBoard event files."""
 
 import configparser
+import importlib.metadata
 import json
 import os
 import re
@@ -33,6 +34,57 @@ def test_accelerator_extras_pin_the_jax_of_requirements():
     assert '-e ".[cuda12]"' in dry.stdout, dry.stdout + dry.stderr
     bad = subprocess.run(["make", "setup", "ACCELERATOR=rocm"], cwd=REPO, capture_output=True)
     assert bad.returncode != 0 and b"ACCELERATOR" in bad.stderr
+
+
+# Required by tfds but never imported when a run loads the cached MNIST arrays (checked by
+# `make gpu-rehearsal`, whose image-like venv lacks them): the bundle leaves them out.
+NOT_IMPORTED_WHEN_LOADING = {
+    "pyarrow",
+    "requests",
+    "certifi",
+    "charset-normalizer",
+    "idna",
+    "urllib3",
+    "termcolor",
+    "attrs",
+}
+
+
+def _make_list(name: str) -> set[str]:
+    """The distribution names of a Makefile variable that lists pinned packages."""
+    makefile = open(os.path.join(REPO, "Makefile")).read()
+    value = re.search(rf"^{name} \??:?= (.*?)(?<!\\)$", makefile, re.M | re.S).group(1)
+    return {_normalise(re.split(r"[=<>\[]", item)[0]) for item in value.replace("\\", " ").split()}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_closure(roots) -> set[str]:
+    """The installed distributions that roots need, transitively (extras and markers that do not
+    apply here left out)."""
+    from packaging.requirements import Requirement
+
+    seen, todo = set(), [_normalise(r) for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for line in importlib.metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
+                todo.append(_normalise(requirement.name))
+    return seen
+
+
+def test_gpu_bundle_holds_what_a_gpu_image_lacks():
+    image = _requirement_closure(_make_list("GPU_IMAGE"))
+    needed = _requirement_closure(["ml_collections", "tensorflow-datasets", "tensorboardX"])
+    bundle = _make_list("GPU_WHEELS") | _make_list("GPU_SOURCE_WHEELS")
+    missing = needed - image - NOT_IMPORTED_WHEN_LOADING - bundle
+    assert not missing, f"add to the Makefile's GPU_WHEELS: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("precision", ["highest", "default"])
