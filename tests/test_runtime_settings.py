@@ -11,6 +11,8 @@ import sys
 
 import jax
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from sgan_jax import train
 
@@ -51,22 +53,16 @@ NOT_IMPORTED_WHEN_LOADING = {
 
 
 def _make_list(name: str) -> set[str]:
-    """The distribution names of a Makefile variable that lists pinned packages."""
+    """The canonical distribution names of a Makefile variable that lists requirements."""
     makefile = open(os.path.join(REPO, "Makefile")).read()
     value = re.search(rf"^{name} \??:?= (.*?)(?<!\\)$", makefile, re.M | re.S).group(1)
-    return {_normalise(re.split(r"[=<>\[]", item)[0]) for item in value.replace("\\", " ").split()}
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return {canonicalize_name(Requirement(item).name) for item in value.replace("\\", " ").split()}
 
 
 def _requirement_closure(roots) -> set[str]:
     """The installed distributions that roots need, transitively (extras and markers that do not
-    apply here left out)."""
-    from packaging.requirements import Requirement
-
-    seen, todo = set(), [_normalise(r) for r in roots]
+    apply here left out), by canonical name."""
+    seen, todo = set(), [canonicalize_name(r) for r in roots]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -75,7 +71,7 @@ def _requirement_closure(roots) -> set[str]:
         for line in importlib.metadata.requires(name) or []:
             requirement = Requirement(line)
             if not requirement.marker or requirement.marker.evaluate({"extra": ""}):
-                todo.append(_normalise(requirement.name))
+                todo.append(canonicalize_name(requirement.name))
     return seen
 
 
