@@ -1,4 +1,24 @@
-"""Errors that end a run with a one-line message instead of a traceback."""
+"""How a run ends early: errors with a one-line message instead of a traceback, and the clean
+stop on a signal.
+
+The signals are SIGTERM (preemption, Slurm's time limit, `docker stop`) and SIGINT.
+
+During training a signal only sets a flag: the loop finishes the dispatch it is in, saves a
+checkpoint at that step and ends with `Preempted` (exit status 75, "try again"); the same command
+resumes from that step exactly. Before and after training there is nothing unsaved, so a signal
+ends the process at once, with the same status.
+
+With several processes (`--distributed`), they must stop at the same step. jax's preemption
+service (`multihost_utils.reached_preemption_sync_point`) owns SIGTERM there: it tells every
+process about a notice any of them received and names the dispatch at which all of them stop.
+SIGINT is handed to it as a SIGTERM.
+"""
+
+import os
+import signal
+
+import jax
+from jax.experimental import multihost_utils
 
 
 class ConfigError(ValueError):
@@ -50,3 +70,47 @@ class RunsFailed(RuntimeError):
     def __init__(self, names: list[str]):
         super().__init__(f"runs failed: {', '.join(names)} (each has a train.log in its folder)")
         self.names = names
+
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequests:
+    """Installs the handlers for its lifetime (a context manager)."""
+
+    def __init__(self):
+        self.signal_name = None
+        self.during_training = False
+        self._multi_process = jax.process_count() > 1
+        self._dispatches = 0
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in SIGNALS:
+            if self._multi_process and sig == signal.SIGTERM:
+                continue  # jax's preemption notifier handles it
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+    def _handle(self, signum, frame):
+        first = self.signal_name is None
+        self.signal_name = signal.Signals(signum).name
+        if not self.during_training or not first:
+            raise Preempted(self.signal_name, None)  # nothing unsaved, or a second signal
+        if self._multi_process:
+            os.kill(os.getpid(), signal.SIGTERM)  # to jax's notifier, which agrees the step
+
+    def should_stop(self) -> bool:
+        """Called after every dispatch, the same number of times in every process."""
+        self._dispatches += 1
+        if self._multi_process:
+            stop = multihost_utils.reached_preemption_sync_point(self._dispatches)
+            if stop and self.signal_name is None:
+                self.signal_name = "SIGTERM"  # received by jax's notifier, here or elsewhere
+            return stop
+        return self.signal_name is not None

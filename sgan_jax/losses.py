@@ -50,3 +50,22 @@ def feature_matching_loss(real_features, fake_features):
 
 def accuracy(logits, labels):
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+
+def discriminator_loss(labeled_logits, unlabeled_logits, fake_logits, labels, unlabeled_weight):
+    """The discriminator's objective and its metrics: the supervised cross-entropy on the labeled
+    batch plus `unlabeled_weight` times 0.5 * (-log D(x_unlabeled) - log(1 - D(G(z))))."""
+    supervised = supervised_loss(labeled_logits, labels)
+    real = real_loss(unlabeled_logits)
+    fake = fake_loss(fake_logits)
+    unsupervised = 0.5 * (real + fake)
+    metrics = dict(
+        d_loss_supervised=supervised,
+        d_loss_unsupervised=unsupervised,
+        d_loss_real=real,
+        d_loss_fake=fake,
+        train_accuracy=accuracy(labeled_logits, labels),
+        d_real_probability=discriminator_probability(unlabeled_logits).mean(),
+        d_fake_probability=discriminator_probability(fake_logits).mean(),
+    )
+    return supervised + unlabeled_weight * unsupervised, metrics

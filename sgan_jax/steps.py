@@ -68,21 +68,8 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
 
     def d_loss_fn(d_params, images, labels, key):
         """The labeled, unlabeled and generated batches, concatenated, in one pass."""
-        labeled_logits, unlabeled_logits, fake_logits = jnp.split(apply_d(d_params, images, key), 3)
-        supervised = losses.supervised_loss(labeled_logits, labels)
-        real = losses.real_loss(unlabeled_logits)
-        fake = losses.fake_loss(fake_logits)
-        unsupervised = 0.5 * (real + fake)
-        metrics = dict(
-            d_loss_supervised=supervised,
-            d_loss_unsupervised=unsupervised,
-            d_loss_real=real,
-            d_loss_fake=fake,
-            train_accuracy=losses.accuracy(labeled_logits, labels),
-            d_real_probability=losses.discriminator_probability(unlabeled_logits).mean(),
-            d_fake_probability=losses.discriminator_probability(fake_logits).mean(),
-        )
-        return supervised + config.unlabeled_weight * unsupervised, metrics
+        logits = jnp.split(apply_d(d_params, images, key), 3)
+        return losses.discriminator_loss(*logits, labels, config.unlabeled_weight)
 
     def g_loss_fn(g_params, d_params, z_key, key, real_features=None):
         """Non-saturating -log D(G(z)), or feature matching against `real_features`."""

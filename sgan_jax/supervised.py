@@ -62,6 +62,22 @@ def epoch_order(key, num_labeled: int, num_batches: int, batch_size: int):
     return jnp.pad(order, (0, num_batches * batch_size - num_labeled), constant_values=-1)
 
 
+def _initial_network(config, discriminator, dataset, split, key):
+    """A fresh discriminator (initialised on the first labeled images), its Adam and EMA."""
+    init_count = min(config.init_batch_size or config.batch_size, len(split.labeled))
+    init_images = input_pipeline.scale_images(
+        dataset.train_images[split.labeled[:init_count]], config.image_range
+    )
+    init_rngs = {"params": jax.random.fold_in(key, 0), **state_lib.model_rngs(key)}
+    params = jax.jit(lambda r, x: discriminator.init(r, x, train=True)["params"])(
+        init_rngs, init_images
+    )
+    network = state_lib.create_network_state(
+        discriminator, params, state_lib.adam(config, config.learning_rate)
+    )
+    return network, state_lib.create_ema(params, config.supervised_ema_decay)
+
+
 def train_supervised(
     config, discriminator, dataset, split, evaluate, place=lambda x: x, shard_batch=lambda x: x
 ) -> dict:
@@ -73,18 +89,7 @@ def train_supervised(
     start = time.time()
     key = network_key(config)
     num_labeled = len(split.labeled)
-    init_count = min(config.init_batch_size or config.batch_size, num_labeled)
-    init_images = input_pipeline.scale_images(
-        dataset.train_images[split.labeled[:init_count]], config.image_range
-    )
-    init_rngs = {"params": jax.random.fold_in(key, 0), **state_lib.model_rngs(key)}
-    params = jax.jit(lambda r, x: discriminator.init(r, x, train=True)["params"])(
-        init_rngs, init_images
-    )
-    network = state_lib.create_network_state(
-        discriminator, params, state_lib.adam(config, config.learning_rate)
-    )
-    ema = state_lib.create_ema(params, config.supervised_ema_decay)
+    network, ema = _initial_network(config, discriminator, dataset, split, key)
     data = place(input_pipeline.device_data(dataset, split))
     carry = place((network, ema, jnp.zeros(3, jnp.float32)))
     step = jax.jit(make_supervised_step(config, discriminator, shard_batch), donate_argnums=0)

@@ -27,12 +27,11 @@ from absl import logging
 from sgan_jax import (
     checkpointing,
     config_checks,
+    errors,
     input_pipeline,
-    live_metrics,
     metrics,
     models,
     plots,
-    preemption,
     programs,
     progress,
     provenance,
@@ -58,7 +57,7 @@ class _Run:
     best_checkpointer: checkpointing.Checkpointer | None
     lock: workdir.Lock | None
     writer: metrics.MetricsWriter | None = None
-    events: live_metrics.EventWriter | None = None
+    events: metrics.EventWriter | None = None
     tracker: progress.EvalTracker | None = None
 
     def save(self, step: int, state, clock: progress.Clock) -> None:
@@ -88,7 +87,7 @@ def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
     provenance.apply_xla_settings(configs[0])
     precision = configs[0].matmul_precision
     with (
-        preemption.StopRequests() as stop,
+        errors.StopRequests() as stop,
         jax.default_matmul_precision(None if precision == "default" else precision),
     ):
         return _train(list(configs), list(workdirs), stop)
@@ -143,7 +142,7 @@ def _resume(runs, states, changes, clock: progress.Clock) -> tuple[list, int]:
             os.path.join(run.workdir, "metrics.jsonl"), start_step, write=sharding.is_primary()
         )
         run.tracker = progress.EvalTracker(run.writer.rows, run.config.early_stopping_patience)
-        run.events = live_metrics.EventWriter(
+        run.events = metrics.EventWriter(
             run.workdir,
             run.config,
             start_step,
@@ -163,20 +162,13 @@ def _seconds_before(run: _Run, step: int) -> float:
     return float(logged[-1]) if logged else 0.0
 
 
-def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
+def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
     clock = progress.Clock(time.time())
     config = configs[0]
     for c in configs:
         config_checks.check_config(c)
     origin = provenance.provenance(config)  # the code that runs, before anything changes it
-    dataset = input_pipeline.load_for_processes(config)
-    mesh = sharding.make_mesh(config.num_devices, len(configs))
-    if len(configs) > 1 and len(configs) % mesh.size:
-        raise ConfigError(
-            "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
-        )
-    batch_devices = 1 if len(configs) > 1 else mesh.size
-    splits = input_pipeline.select_for_configs(configs, dataset, batch_devices)
+    dataset, mesh, splits = _data_and_devices(configs)
     with contextlib.ExitStack() as held:
         runs, changes = _open_runs(configs, workdirs, splits, held)
         generator, discriminator = models.create_models(
@@ -184,11 +176,7 @@ def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
         )
         states = [
             create_train_state(
-                c,
-                generator,
-                discriminator,
-                input_pipeline.init_images(c, dataset, s),
-                s.pool_sizes,
+                c, generator, discriminator, input_pipeline.init_images(c, dataset, s), s.pool_sizes
             )
             for c, s in zip(configs, splits, strict=True)
         ]
@@ -224,6 +212,19 @@ def _train(configs, workdirs, stop: preemption.StopRequests) -> list[dict]:
             _finish(run, step, final_eval, summary, clock, discriminator, dataset, compiled, mesh)
             for run, final_eval in zip(runs, final_evals, strict=True)
         ]
+
+
+def _data_and_devices(configs):
+    """The dataset, the device mesh and each seed's label split; nothing written yet."""
+    dataset = input_pipeline.load_for_processes(configs[0])
+    mesh = sharding.make_mesh(configs[0].num_devices, len(configs))
+    if len(configs) > 1 and len(configs) % mesh.size:
+        raise ConfigError(
+            "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
+        )
+    batch_devices = 1 if len(configs) > 1 else mesh.size  # the mesh splits seeds, or a batch
+    splits = input_pipeline.select_for_configs(configs, dataset, batch_devices)
+    return dataset, mesh, splits
 
 
 def _count(seed_batched_params) -> int:

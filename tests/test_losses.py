@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax import losses
+from sgan_jax import losses, state
 
 
 def tutorial_d(logits):
@@ -70,3 +70,18 @@ def test_stable_for_huge_logits():
     # Where the tutorial's own formula overflows to inf/nan.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         assert not np.isfinite(np.log(1 - tutorial_d(np.full((1, 10), 1e4, np.float32))))
+
+
+def test_discriminator_objective_weighs_the_unlabeled_half():
+    """At zero logits: CE = log 10, -log D = log 1.1, -log(1 - D) = log 11, D = 10/11."""
+    zeros = jnp.zeros((4, 10))
+    labels = jnp.array([0, 1, 2, 3])
+    for weight in (0.0, 1.0, 2.5):
+        loss, metrics = losses.discriminator_loss(zeros, zeros, zeros, labels, weight)
+        unsupervised = 0.5 * (math.log(1.1) + math.log(11))
+        assert math.isclose(float(loss), math.log(10) + weight * unsupervised, rel_tol=1e-6)
+    assert math.isclose(float(metrics["d_loss_unsupervised"]), unsupervised, rel_tol=1e-6)
+    assert math.isclose(float(metrics["d_real_probability"]), 10 / 11, rel_tol=1e-6)
+    assert float(metrics["train_accuracy"]) == 0.25  # argmax of ties is class 0
+    # Every metric the train step tracks, except the generator's own loss, comes from here.
+    assert set(metrics) == set(state.METRIC_NAMES) - {"g_loss"}
