@@ -81,13 +81,23 @@ def test_eight_devices_run_both_recipes_split_batches_and_spread_seeds(request, 
     one, four, rows = read_results(improved_reference_run), summary["four"], summary["rows"]
     assert one["mesh_devices"] == 1
     assert four["mesh_devices"] == 4 and four["num_devices"] == 8
-    assert_rows_close(rows["four"], read_rows(improved_reference_run))
-    assert abs(four["test_accuracy"] - one["test_accuracy"]) <= 5e-3
+    # The same maths, summed in another order: the first logged row (steps 1-5) agrees to
+    # rounding. Later rows do not have to: this GAN amplifies rounding within a few steps (CI,
+    # 2026-12-01: d_loss_supervised 1.6e-5 apart at step 5, 3.5e-3 at step 10). On the dev VM,
+    # scaling the initial state by 1 + 1e-6 * N(0, 1) moved the step-10 test accuracy by up to
+    # 1.25 points (3 tries; 1.35 in 6 more at 1e-5 and 1e-4). So the split run must learn as
+    # well as one device, not to 5e-3.
+    improved_rows = read_rows(improved_reference_run)
+    assert [r["step"] for r in rows["four"]] == [r["step"] for r in improved_rows] == [5, 10]
+    assert_rows_close(rows["four"][:1], improved_rows[:1])
+    assert abs(four["test_accuracy"] - one["test_accuracy"]) <= 0.03
     reference = read_results(reference_run)
     seed0 = summary["seeds"][0]
     for seed in summary["seeds"]:
         assert seed["mesh_devices"] == 3 and seed["vectorized_seeds"] == 3
         assert seed["supervised_test_accuracy"] > 0.1
+    # The tutorial recipe over 20 steps amplifies far less (the same 1e-6 change: losses at most
+    # 5.6e-4 apart at step 20, accuracy 0.15 points), and its seeds are not split: every row.
     assert_rows_close(rows["seed0"], read_rows(reference_run))
     assert abs(seed0["test_accuracy"] - reference["test_accuracy"]) <= 5e-3
     assert abs(seed0["supervised_test_accuracy"] - reference["supervised_test_accuracy"]) <= 5e-3
