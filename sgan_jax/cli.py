@@ -7,6 +7,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
+from sgan_jax import errors
 from sgan_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted, RunsFailed
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -14,6 +15,7 @@ EXIT_RUNS_FAILED = 1  # a sweep's runs in separate processes failed; each has it
 EXIT_BAD_INPUT = 2
 EXIT_NON_FINITE = 3
 EXIT_CHECKPOINT = 4  # checkpoints exist and none restores; nothing was changed
+EXIT_NO_SPACE = 5  # the storage is full or over quota; free space, and the same command resumes
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after saving; the same command resumes
 
 
@@ -104,3 +106,12 @@ def run_cleanly(fn):
         _fail(str(error), EXIT_RUNS_FAILED)
     except Preempted as error:
         _fail(str(error), EXIT_PREEMPTED, prefix="")
+    except errors.NoSpace as error:
+        _fail(str(error), EXIT_NO_SPACE)
+    except Exception as error:
+        found = errors.no_space(error)  # a sweep's own files, say
+        if found is None:
+            raise
+        reason, where = found
+        place = f": {where}" if where else ""
+        _fail(f"{reason}{place}; free some, then run the same command", EXIT_NO_SPACE)

@@ -14,6 +14,8 @@ process about a notice any of them received and names the dispatch at which all 
 SIGINT is handed to it as a SIGTERM.
 """
 
+import contextlib
+import errno
 import os
 import signal
 
@@ -62,6 +64,57 @@ class Preempted(RuntimeError):
         )
         super().__init__(f"stopped by {signal_name}; {saved}; run the same command to resume")
         self.step = step
+
+
+class NoSpace(RuntimeError):
+    """The storage is full or over its quota. What is on disk is whole (checkpoints are
+    renamed into place once written), so freeing space and running the same command resumes."""
+
+    def __init__(self, reason: str, where: str, resume_step: int | None):
+        then = "it starts over" if resume_step is None else f"it resumes from step {resume_step}"
+        super().__init__(f"{reason}: {where}; free some, then run the same command: {then}")
+        self.resume_step = resume_step
+
+
+# A full disk (ENOSPC) and an exceeded quota (EDQUOT). Python reports them as OSError; orbax
+# writes arrays through tensorstore, whose errors arrive as ValueError text ending in
+# "[os_error_code='28']".
+_NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space(error: BaseException | None) -> tuple[str, str] | None:
+    """(reason, where) when `error`, or an error it was raised from, says the storage is full
+    or over quota; `where` is empty when the error names no path."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNOS:
+            where = str(error.filename or "")
+            if error.strerror and error.strerror != os.strerror(error.errno):
+                where = f"{where} ({error.strerror})"  # the figures of Checkpointer's own check
+            return os.strerror(error.errno).lower(), where
+        for code in _NO_SPACE_ERRNOS:
+            if f"os_error_code='{code}'" in str(error):
+                return os.strerror(code).lower(), ""
+        # The chain Python would print: a `raise ... from None` ends it.
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
+
+
+@contextlib.contextmanager
+def reporting_no_space(workdir: str, resume_step):
+    """Turns a full disk or quota met in the block into NoSpace, naming the step a rerun
+    resumes from (`resume_step()`, read only then)."""
+    try:
+        yield
+    except NoSpace:
+        raise
+    except Exception as error:
+        found = no_space(error)
+        if found is None:
+            raise
+        reason, where = found
+        raise NoSpace(reason, where or workdir, resume_step()) from error
 
 
 class RunsFailed(RuntimeError):

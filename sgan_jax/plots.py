@@ -13,9 +13,15 @@ import numpy as np  # noqa: E402
 def _save(fig, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.png"
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.remove(tmp)  # half a picture, on a disk that may have just filled up
+        raise
+    finally:
+        plt.close(fig)
 
 
 def save_sample_grid(images: np.ndarray, path: str, rows: int = 4, columns: int = 4) -> None:

@@ -86,8 +86,12 @@ def train_and_evaluate_seeds(configs, workdirs) -> list[dict]:
         raise ConfigError("early_stopping_patience", "cannot stop one of several vmapped seeds")
     provenance.apply_xla_settings(configs[0])
     precision = configs[0].matmul_precision
+    checkpoint_dirs = [os.path.join(path, "checkpoints") for path in workdirs]
     with (
         errors.StopRequests() as stop,
+        errors.reporting_no_space(
+            workdirs[0], lambda: checkpointing.newest_saved_step(checkpoint_dirs)
+        ),
         jax.default_matmul_precision(None if precision == "default" else precision),
     ):
         return _train(list(configs), list(workdirs), stop)

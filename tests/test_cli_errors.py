@@ -5,6 +5,8 @@ import shutil
 
 import pytest
 
+from sgan_jax import errors
+
 from .conftest import MANUAL_DIR, cli_env, run_script
 
 CASES = [
@@ -84,3 +86,34 @@ def test_config_file_that_does_not_exist(tmp_path):
     )
     assert_clean_error(result, "config")
     assert "no/such/config.py" in result.stderr
+
+
+def test_a_full_disk_or_quota_is_told_from_other_errors():
+    """What errors.no_space reads: Python's OSError (here a real one, from /dev/full), the
+    text orbax raised for a checkpoint that filled a tmpfs (2026-12-02, shortened), through
+    the errors raised from them; a bad-input error raised `from None` over one is not it."""
+    with pytest.raises(OSError) as full:
+        with open("/dev/full", "w") as f:
+            f.write("x")
+    assert errors.no_space(full.value) == ("no space left on device", "")
+    orbax_text = (
+        'RESOURCE_EXHAUSTED: Error writing "generator.params.Dense_0.bias/0" in OCDBT database '
+        'at local file "/run/checkpoints/15.orbax-checkpoint-tmp/": Failed to write 14725120 '
+        "bytes to file 21: No space left on device [os_error_code='{}']"
+    )
+    try:
+        try:
+            raise ValueError(orbax_text.format(122))
+        except ValueError as error:
+            raise RuntimeError("the save failed") from error
+    except RuntimeError as error:
+        assert errors.no_space(error) == ("disk quota exceeded", "")
+    assert errors.no_space(ValueError(orbax_text.format(28)))[0] == "no space left on device"
+    assert errors.no_space(ValueError(orbax_text.format(13))) is None
+    try:
+        try:
+            raise full.value
+        except OSError:
+            raise errors.ConfigError("workdir", "cannot create it") from None
+    except errors.ConfigError as error:
+        assert errors.no_space(error) is None

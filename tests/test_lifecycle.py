@@ -1,9 +1,11 @@
 """A run's lifecycle on real MNIST: one writer, stop signals, resume that loses nothing."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
+import textwrap
 import time
 
 import pytest
@@ -191,5 +193,81 @@ def test_second_process_is_refused_and_a_killed_one_leaves_no_lock(reference_run
     assert "Resumed from step" in resumed.stdout
     assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
     results, reference = read_results(workdir), read_results(reference_run)
+    for key in ("test_accuracy", "supervised_test_accuracy"):
+        assert results[key] == reference[key], key
+
+
+def test_a_write_that_finds_the_disk_full_ends_the_run_in_one_line_and_it_resumes(
+    reference_run, tmp_path
+):
+    """A real ENOSPC from the kernel, through /dev/full, where the grid of step 20 is written
+    first (plots' temporary file): the run stops with exit 5 and one line that names the step
+    a rerun resumes from. It used to end in a traceback (exit 1)."""
+    workdir = tmp_path / "full"
+    grid = workdir / "samples" / "step_0000020.png.tmp.png"
+    grid.parent.mkdir(parents=True)
+    grid.symlink_to("/dev/full")
+    first = run_train(workdir, check=False)
+    assert first.returncode == 5 and "Traceback" not in first.stderr, first.stderr[-3000:]
+    assert first.stderr.strip().splitlines()[-1] == (
+        f"error: no space left on device: {workdir}; free some, then run the same command: "
+        "it resumes from step 15"
+    )
+    assert steps_in(workdir / "checkpoints") == [5, 10, 15]
+    assert not grid.is_symlink()  # the half-written grid is removed
+    assert not (workdir / "results.json").exists()
+    resumed = run_train(workdir)
+    assert "Resumed from step 15" in resumed.stdout
+    assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
+    results, reference = read_results(workdir), read_results(reference_run)
+    for key in ("test_accuracy", "supervised_test_accuracy"):
+        assert results[key] == reference[key], key
+
+
+# Runs in a mount namespace of its own (no root needed where user namespaces are allowed): the
+# workdir is a tmpfs of SIZE KiB; a run, the tmpfs grown, the same command again.
+FULL_TMPFS = textwrap.dedent(
+    """\
+    set -u
+    mount -t tmpfs -o size="$SIZE"k tmpfs "$RUN"
+    "$@" --workdir="$RUN" > "$OUT/first.out" 2> "$OUT/first.err"; echo $? > "$OUT/first.rc"
+    ls -a "$RUN/checkpoints" > "$OUT/first.ls"
+    mount -o remount,size=1g "$RUN"
+    "$@" --workdir="$RUN" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.rc"
+    cp -r "$RUN" "$OUT/run"
+    """
+)
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_it_is_written(reference_run, tmp_path):
+    """A tmpfs that holds two checkpoints and a half: the third is refused before orbax writes
+    a byte of it (a write cut off midway printed a thousand lines of orbax's tracebacks), and
+    once the space is there the same command resumes exactly."""
+    namespace = ["unshare", "--user", "--map-root-user", "--mount"]
+    probe = subprocess.run([*namespace, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no user and mount namespaces here: {probe.stderr.strip()}")
+    checkpoint = reference_run / "checkpoints" / "20"
+    checkpoint_bytes = sum(p.stat().st_size for p in checkpoint.rglob("*") if p.is_file())
+    run, out = tmp_path / "tmpfs", tmp_path / "out"
+    run.mkdir()
+    out.mkdir()
+    env = cli_env(SIZE=str(int(checkpoint_bytes * 2.5) // 1024), RUN=str(run), OUT=str(out))
+    command = train_command(run)[:2] + list(TINY)  # the workdir flag comes from the script
+    subprocess.run([*namespace, "sh", "-c", FULL_TMPFS, "sh", *command], env=env, check=True)
+
+    first_err = (out / "first.err").read_text()
+    assert (out / "first.rc").read_text().strip() == "5", first_err[-3000:]
+    assert "Traceback" not in first_err, first_err[-3000:]
+    assert re.fullmatch(
+        rf"error: no space left on device: {run}/checkpoints \(\d+\.\d MiB free, a checkpoint "
+        r"needs \d+\.\d MiB\); free some, then run the same command: it resumes from step 10",
+        first_err.strip().splitlines()[-1],
+    )
+    assert (out / "first.ls").read_text().split() == [".", "..", "10", "5"]  # nothing half-written
+    assert (out / "second.rc").read_text().strip() == "0", (out / "second.err").read_text()[-3000:]
+    assert "Resumed from step 10" in (out / "second.out").read_text()
+    assert untimed(read_rows(out / "run")) == untimed(read_rows(reference_run))
+    results, reference = read_results(out / "run"), read_results(reference_run)
     for key in ("test_accuracy", "supervised_test_accuracy"):
         assert results[key] == reference[key], key
