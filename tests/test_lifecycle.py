@@ -197,31 +197,24 @@ def test_second_process_is_refused_and_a_killed_one_leaves_no_lock(reference_run
         assert results[key] == reference[key], key
 
 
-def test_a_write_that_finds_the_disk_full_ends_the_run_in_one_line_and_it_resumes(
-    reference_run, tmp_path
-):
-    """A real ENOSPC from the kernel, through /dev/full, where the grid of step 20 is written
+def test_a_write_that_finds_the_disk_full_ends_the_run_in_one_line(tmp_path):
+    """A real ENOSPC from the kernel, through /dev/full, where the grid of step 10 is written
     first (plots' temporary file): the run stops with exit 5 and one line that names the step
-    a rerun resumes from. It used to end in a traceback (exit 1)."""
+    a rerun resumes from. It used to end in a traceback (exit 1). That the resume is exact is
+    the next test's."""
     workdir = tmp_path / "full"
-    grid = workdir / "samples" / "step_0000020.png.tmp.png"
+    grid = workdir / "samples" / "step_0000010.png.tmp.png"
     grid.parent.mkdir(parents=True)
     grid.symlink_to("/dev/full")
     first = run_train(workdir, check=False)
     assert first.returncode == 5 and "Traceback" not in first.stderr, first.stderr[-3000:]
     assert first.stderr.strip().splitlines()[-1] == (
         f"error: no space left on device: {workdir}; free some, then run the same command: "
-        "it resumes from step 15"
+        "it resumes from step 5"
     )
-    assert steps_in(workdir / "checkpoints") == [5, 10, 15]
+    assert steps_in(workdir / "checkpoints") == [5]  # the grid comes before step 10's checkpoint
     assert not grid.is_symlink()  # the half-written grid is removed
     assert not (workdir / "results.json").exists()
-    resumed = run_train(workdir)
-    assert "Resumed from step 15" in resumed.stdout
-    assert untimed(read_rows(workdir)) == untimed(read_rows(reference_run))
-    results, reference = read_results(workdir), read_results(reference_run)
-    for key in ("test_accuracy", "supervised_test_accuracy"):
-        assert results[key] == reference[key], key
 
 
 # Runs in a mount namespace of its own (no root needed where user namespaces are allowed): the
