@@ -1,10 +1,12 @@
 """What produced a result: the XLA settings in force (the deterministic-ops flag is put in the
-environment here, before jax starts its backends), library versions, the device and the commit.
+environment here, before jax starts its backends), library versions, the device, the host's CPU
+and usable cores, and the commit.
 """
 
 import functools
 import importlib.metadata
 import os
+import platform
 import subprocess
 
 import jax
@@ -61,8 +63,33 @@ def apply_xla_settings(config) -> None:
         )
 
 
+def _cpu_model() -> str:
+    """The CPU's name as Linux reports it, else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host() -> dict:
+    """The CPU and the cores this process may use. XLA:CPU splits its work by the usable cores,
+    which changes float rounding: a CPU run repeats bit for bit only with as many of them."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return dict(
+        cpu_model=_cpu_model(),
+        cpu_cores=os.cpu_count(),
+        cpu_cores_usable=len(usable) if usable is not None else os.cpu_count(),
+        python=platform.python_version(),
+    )
+
+
 def provenance(config) -> dict:
     return dict(
+        host=host(),
         versions={p: _version(p) for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")},
         backend=jax.default_backend(),
         device=jax.devices()[0].device_kind,

@@ -340,6 +340,8 @@ def test_jobs_overlap_runs_and_shards_merge_into_the_whole_sweep(mnist, tmp_path
     for seed in (0, 1):
         results = json.load(open(whole / f"labels20_seed{seed}" / "results.json"))
         assert results["mesh_devices"] == 1
+        # Each run had its slot's cores, and says so: they set its float rounding.
+        assert results["host"]["cpu_cores_usable"] == len(os.sched_getaffinity(0)) // 2
         spans.append((results["process_started"], results["finished"]))
         assert (whole / f"labels20_seed{seed}" / "train.log").stat().st_size > 0
     (start_a, end_a), (start_b, end_b) = spans

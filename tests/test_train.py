@@ -45,6 +45,9 @@ def test_writes_every_output(reference_run):
     assert results["num_labeled"] == 100 and results["seed"] == 0
     assert results["test_examples"] == 2000  # the suite's subset (conftest.TEST_EXAMPLES)
     assert set(results["versions"]) >= {"jax", "jaxlib", "flax"}
+    # The cores this process may use set XLA:CPU's rounding; the suite's runs are unpinned.
+    assert results["host"]["cpu_cores_usable"] == len(os.sched_getaffinity(0))
+    assert results["host"]["cpu_model"] and results["host"]["cpu_cores"] == os.cpu_count()
     # 20 iterations already beat chance (10%) by far on real MNIST.
     assert results["test_accuracy"] > 0.2
 
