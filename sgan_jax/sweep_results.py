@@ -25,6 +25,9 @@ CSV_COLUMNS = (
     "final_step",
     "selected_test_accuracy",  # at the best validation step (with a validation split)
     "selected_step",
+    "git_commit",  # what ran, and where: a CPU run repeats bit for bit only on the same cores
+    "machine",
+    "cpu_cores_usable",
 )
 CURVE_KEYS = ("step", "test_accuracy", "validation_accuracy")
 CURVE_COLUMNS = ("num_labeled", "seed", "label_selection", *CURVE_KEYS)
@@ -65,7 +68,15 @@ def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
     baseline_path = os.path.join(folder, "supervised.json")
     baseline = metrics.read_json(baseline_path) if os.path.exists(baseline_path) else {}
     common = dict(
-        num_labeled=num_labeled, seed=seed, label_selection=results.get("label_selection")
+        num_labeled=num_labeled,
+        seed=seed,
+        label_selection=results.get("label_selection"),
+        git_commit=results.get("git_commit"),
+        # The accelerator's kind; on CPU ("cpu") the processor's name.
+        machine=(results.get("host") or {}).get("cpu_model")
+        if results.get("device") == "cpu"
+        else results.get("device"),
+        cpu_cores_usable=(results.get("host") or {}).get("cpu_cores_usable"),
     )
     rows = [
         dict(
@@ -208,7 +219,22 @@ def sweep_markdown(summary: dict, rows: list[dict], title: str, unfinished=()) -
         head = summary_markdown(summary, title)
     else:
         head = f"# {title}\n\nNo run has finished yet.\n"
-    return head + "\nPer run:\n\n" + runs_markdown([*rows, *unfinished])
+    tail = provenance_markdown(rows) if rows else ""
+    return head + "\nPer run:\n\n" + runs_markdown([*rows, *unfinished]) + tail
+
+
+def provenance_markdown(rows: list[dict]) -> str:
+    """The finished runs by commit, machine and usable CPU cores, with their numbers."""
+    counts = collections.Counter(
+        (r.get("git_commit") or "unknown", r.get("machine") or "unknown", r.get("cpu_cores_usable"))
+        for r in rows
+        if r["method"] == "sgan"
+    )
+    lines = ["", "Ran on:", ""]
+    for (commit, machine, cores), count in sorted(counts.items(), key=str):
+        runs = f"{count} run" + ("s" if count > 1 else "")
+        lines.append(f"- commit {commit}, {machine}, usable CPU cores {cores or '?'}: {runs}")
+    return "\n".join(lines) + "\n"
 
 
 def _parse(value: str, kind):
@@ -219,6 +245,7 @@ def read_results_csv(path: str) -> list[dict]:
     """results.csv rows; columns an older sweep did not write read as None."""
     kinds = dict(num_labeled=int, seed=int, test_accuracy=float, wall_seconds=float)
     kinds.update(final_step=int, selected_test_accuracy=float, selected_step=int)
+    kinds.update(cpu_cores_usable=int)
     with open(path, newline="") as f:
         return [
             {key: _parse(row.get(key), kinds.get(key, str)) for key in CSV_COLUMNS}

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from sgan_jax import sweep_results, train
+from sgan_jax import provenance, sweep_results, train
 
 from .conftest import (
     TEST_EXAMPLES,
@@ -77,6 +77,9 @@ def test_sweep_writes_the_three_files(sweep_dir):
         "final_step",
         "selected_test_accuracy",
         "selected_step",
+        "git_commit",
+        "machine",
+        "cpu_cores_usable",
     ]
     assert len(rows) == 8
     assert {(r["num_labeled"], r["seed"], r["method"]) for r in rows} == {
@@ -372,9 +375,16 @@ def test_jobs_overlap_runs_and_shards_merge_into_the_whole_sweep(mnist, tmp_path
     merged = tmp_path / "merged"
     run_script("merge_sweeps.py", f"--sweeps={parts[0]},{parts[1]}", f"--workdir={merged}")
     keys = ("num_labeled", "seed", "method", "test_accuracy", "selected_test_accuracy")
+    keys += ("git_commit", "machine", "cpu_cores_usable")
     assert [{k: r[k] for k in keys} for r in _rows(merged)] == [
         {k: r[k] for k in keys} for r in _rows(whole)
     ]
+    # What ran where, in the table and in summary.md: a core each, this checkout's code.
+    commit, machine = _rows(whole)[0]["git_commit"], _rows(whole)[0]["machine"]
+    assert commit == provenance.git_commit() and machine
+    assert {r["cpu_cores_usable"] for r in _rows(whole)} == {str(len(cores) // 2)}
+    ran_on = f"- commit {commit}, {machine}, usable CPU cores {len(cores) // 2}: 2 runs"
+    assert ran_on in (merged / "summary.md").read_text().splitlines()
 
 
 def test_tensorboard_on_the_sweep_folder_shows_every_run(sweep_dir):
