@@ -100,11 +100,10 @@ class Checkpointer:
         that runs out of space midway would also fail, but orbax's threads then print a
         traceback for each array still in flight (a thousand lines, measured)."""
         needed = sum(x.nbytes for x in jax.tree.leaves(saveable)) * _SIZE_MARGIN + _SIZE_EXTRA
-        free = shutil.disk_usage(self.directory).free
-        enough = free >= needed
-        if jax.process_count() > 1:  # every process saves, or none: process 0 decides
-            enough = bool(multihost_utils.broadcast_one_to_all(np.int32(enough)))
-        if not enough:
+        free = shutil.disk_usage(self.directory).free if sharding.is_primary() else 0
+        if jax.process_count() > 1:  # every process saves, or none: process 0's figure decides
+            free = float(multihost_utils.broadcast_one_to_all(np.float32(free)))
+        if free < needed:
             detail = f"{free / 2**20:.1f} MiB free, a checkpoint needs {needed / 2**20:.1f} MiB"
             raise OSError(errno.ENOSPC, detail, self.directory)
 
