@@ -222,10 +222,10 @@ def test_a_write_that_finds_the_disk_full_ends_the_run_in_one_line(tmp_path):
 FULL_TMPFS = textwrap.dedent(
     """\
     set -u
-    mount -t tmpfs -o size="$SIZE"k tmpfs "$RUN"
+    mount -t tmpfs -o size="$SIZE"k tmpfs "$RUN" || exit 1
     "$@" --workdir="$RUN" > "$OUT/first.out" 2> "$OUT/first.err"; echo $? > "$OUT/first.rc"
     ls -a "$RUN/checkpoints" > "$OUT/first.ls"
-    mount -o remount,size=1g "$RUN"
+    mount -o remount,size=1g "$RUN" || exit 1
     "$@" --workdir="$RUN" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.rc"
     cp -r "$RUN" "$OUT/run"
     """
@@ -237,9 +237,10 @@ def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_it_is_written(refer
     a byte of it (a write cut off midway printed a thousand lines of orbax's tracebacks), and
     once the space is there the same command resumes exactly."""
     namespace = ["unshare", "--user", "--map-root-user", "--mount"]
-    probe = subprocess.run([*namespace, "true"], capture_output=True, text=True)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)]
+    probe = subprocess.run([*namespace, *mount], capture_output=True, text=True)
     if probe.returncode != 0:
-        pytest.skip(f"no user and mount namespaces here: {probe.stderr.strip()}")
+        pytest.skip(f"no tmpfs in a user and mount namespace here: {probe.stderr.strip()}")
     checkpoint = reference_run / "checkpoints" / "20"
     checkpoint_bytes = sum(p.stat().st_size for p in checkpoint.rglob("*") if p.is_file())
     run, out = tmp_path / "tmpfs", tmp_path / "out"
