@@ -67,16 +67,15 @@ def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
     results = metrics.read_json(os.path.join(folder, "results.json"))
     baseline_path = os.path.join(folder, "supervised.json")
     baseline = metrics.read_json(baseline_path) if os.path.exists(baseline_path) else {}
+    host = results.get("host") or {}  # absent in runs from before it was recorded
     common = dict(
         num_labeled=num_labeled,
         seed=seed,
         label_selection=results.get("label_selection"),
         git_commit=results.get("git_commit"),
         # The accelerator's kind; on CPU ("cpu") the processor's name.
-        machine=(results.get("host") or {}).get("cpu_model")
-        if results.get("device") == "cpu"
-        else results.get("device"),
-        cpu_cores_usable=(results.get("host") or {}).get("cpu_cores_usable"),
+        machine=host.get("cpu_model") if results.get("device") == "cpu" else results.get("device"),
+        cpu_cores_usable=host.get("cpu_cores_usable"),
     )
     rows = [
         dict(
