@@ -81,6 +81,19 @@ def cli_env(**extra) -> dict:
     return env
 
 
+# A user and mount namespace of the test's own, where a small tmpfs is a real full disk; no root
+# is needed where the kernel allows user namespaces.
+NAMESPACE = ("unshare", "--user", "--map-root-user", "--mount")
+
+
+def skip_without_tmpfs_namespace(folder) -> None:
+    """Skips the test where a tmpfs cannot be mounted (on `folder`) in such a namespace."""
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]
+    probe = subprocess.run([*NAMESPACE, *mount], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no tmpfs in a user and mount namespace here: {probe.stderr.strip()}")
+
+
 def script_command(script: str, *args) -> list[str]:
     """The command line that runs experiments/<script> with this Python."""
     return [sys.executable, os.path.join(REPO, "experiments", script), *args]

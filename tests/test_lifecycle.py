@@ -12,7 +12,16 @@ import pytest
 
 from sgan_jax.metrics import TIMING_FIELDS
 
-from .conftest import TINY, cli_env, read_results, read_rows, run_train, script_command
+from .conftest import (
+    NAMESPACE,
+    TINY,
+    cli_env,
+    read_results,
+    read_rows,
+    run_train,
+    script_command,
+    skip_without_tmpfs_namespace,
+)
 
 # Every step that is evaluated is also checkpointed, and every checkpoint is kept.
 VALIDATION = (
@@ -236,11 +245,7 @@ def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_it_is_written(refer
     """A tmpfs that holds two checkpoints and a half: the third is refused before orbax writes
     a byte of it (a write cut off midway printed a thousand lines of orbax's tracebacks), and
     once the space is there the same command resumes exactly."""
-    namespace = ["unshare", "--user", "--map-root-user", "--mount"]
-    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(tmp_path)]
-    probe = subprocess.run([*namespace, *mount], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"no tmpfs in a user and mount namespace here: {probe.stderr.strip()}")
+    skip_without_tmpfs_namespace(tmp_path)
     checkpoint = reference_run / "checkpoints" / "20"
     checkpoint_bytes = sum(p.stat().st_size for p in checkpoint.rglob("*") if p.is_file())
     run, out = tmp_path / "tmpfs", tmp_path / "out"
@@ -248,7 +253,7 @@ def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_it_is_written(refer
     out.mkdir()
     env = cli_env(SIZE=str(int(checkpoint_bytes * 2.5) // 1024), RUN=str(run), OUT=str(out))
     command = train_command(run)[:2] + list(TINY)  # the workdir flag comes from the script
-    subprocess.run([*namespace, "sh", "-c", FULL_TMPFS, "sh", *command], env=env, check=True)
+    subprocess.run([*NAMESPACE, "sh", "-c", FULL_TMPFS, "sh", *command], env=env, check=True)
 
     first_err = (out / "first.err").read_text()
     assert (out / "first.rc").read_text().strip() == "5", first_err[-3000:]

@@ -13,12 +13,14 @@ import pytest
 from sgan_jax import provenance, sweep_results, train
 
 from .conftest import (
+    NAMESPACE,
     TEST_EXAMPLES,
     cli_env,
     load_config,
     read_rows,
     run_script,
     script_command,
+    skip_without_tmpfs_namespace,
     tiny,
 )
 
@@ -399,3 +401,24 @@ def test_tensorboard_on_the_sweep_folder_shows_every_run(sweep_dir):
         # The plugin reader holds scalars as tensors (the values: test_runtime_settings.py).
         tags = multiplexer.GetAccumulator(run).Tags()["tensors"]
         assert {"g_loss", "learning_rate", "test_accuracy"} <= set(tags), (run, tags)
+
+
+def test_a_sweep_file_that_finds_the_disk_full_ends_in_one_line(sweep_dir, tmp_path):
+    """Outside training too (here merge_sweeps.py, its plot on a 16 KiB tmpfs that the tables
+    fill): exit 5 and one line, not a traceback (exit 1 before)."""
+    skip_without_tmpfs_namespace(tmp_path)
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    command = script_command("merge_sweeps.py", f"--sweeps={sweep_dir}", f"--workdir={merged}")
+    script = 'mount -t tmpfs -o size=16k tmpfs "$OUT" || exit 99; exec "$@"'
+    result = subprocess.run(
+        [*NAMESPACE, "sh", "-c", script, "sh", *command],
+        env=cli_env(OUT=str(merged)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 5 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: no space left on device; free some, then run the same command"
+    )
