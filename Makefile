@@ -70,7 +70,7 @@ gpu-bundle: setup
 		--implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 		--platform manylinux2014_x86_64 --platform any -d .whl $(GPU_WHEELS)
 	$(PY) -m pip wheel --quiet --no-deps -w .whl $(GPU_SOURCE_WHEELS)
-	TFDS_DATA_DIR=$(CURDIR)/.cache/tfds $(PY) -c "from sgan_jax import input_pipeline as p; \
+	TFDS_DATA_DIR=$(CURDIR)/.cache/tfds $(PY) -c "from sgan_jax.data import input_pipeline as p; \
 		p.load_dataset('mnist', '$(CURDIR)/.cache/tfds', '$(SGAN_MANUAL_DIR)' or None)"
 	# Of the prepared MNIST, what loading needs once the decoded arrays are cached: tfds'
 	# metadata and the arrays (12 MB, not the 37 MB of records; pyarrow, 55 MB, stays out too).

@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-from sgan_jax import cli, sweep_results  # noqa: E402
+from sgan_jax.runs import cli  # noqa: E402
+from sgan_jax.sweeps import sweep_results  # noqa: E402
 
 flags.DEFINE_list("sweeps", None, "Sweep workdirs whose results.csv to merge.")
 flags.DEFINE_string("workdir", None, "Where the merged files go.")

@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from sgan_jax import benchmark, cli, sharding  # noqa: E402
+from sgan_jax.runs import cli, sharding  # noqa: E402
+from sgan_jax.training import benchmark  # noqa: E402
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "sgan_mnist.py")
 flags.DEFINE_integer("iterations", 20, "Profiled iterations (after 3 untimed ones).")

@@ -19,7 +19,7 @@ from absl import app, flags
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
 
-from sgan_jax import metrics  # noqa: E402
+from sgan_jax.runs import metrics  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Directory for the two runs.")
 flags.mark_flag_as_required("workdir")

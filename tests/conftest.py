@@ -60,7 +60,7 @@ def mnist():
     """The real MNIST, loaded through tfds from the original files in MANUAL_DIR."""
     if not os.path.exists(os.path.join(MANUAL_DIR, "mnist", "train-images-idx3-ubyte.gz")):
         pytest.fail(f"MNIST files not found under {MANUAL_DIR}/mnist; set SGAN_MANUAL_DIR")
-    from sgan_jax import input_pipeline
+    from sgan_jax.data import input_pipeline
 
     return input_pipeline.load_dataset("mnist", DATA_DIR, os.path.abspath(MANUAL_DIR))
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from sgan_jax import errors
+from sgan_jax.runs import errors
 
 from .conftest import MANUAL_DIR, cli_env, run_script
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgan_jax import conv, layers, models
+from sgan_jax.nets import conv, layers, models
 
 # (input shape, features, kernel, strides): the tutorial's layers, then the Improved-GAN
 # CIFAR generator's 5x5 stride-2 ones and odd cases.

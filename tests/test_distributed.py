@@ -53,7 +53,7 @@ def test_two_processes_train_like_one_process(reference_run, tmp_path):
     over the 2 processes. A SIGTERM to process 1 alone stops both at the same step, with a
     checkpoint there; the same commands resume them, and only process 0 writes files and prints
     the sweep's summary."""
-    from sgan_jax import sweep_results
+    from sgan_jax.sweeps import sweep_results
 
     sweep = tmp_path / "sweep"
     # The reference run's config: the sweep's run for 100 labels and seed 0 is that run.

@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sgan_jax import checkpointing, input_pipeline, models, steps, supervised, train
-from sgan_jax import state as state_lib
-from sgan_jax.state import create_train_state
+from sgan_jax import methods
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import models
+from sgan_jax.runs import checkpointing
+from sgan_jax.training import state as state_lib
+from sgan_jax.training import steps, supervised, train
+from sgan_jax.training.state import create_train_state
 
 from .conftest import IMPROVED_REFERENCE, load_config, read_results, read_rows, tiny
 
@@ -80,7 +84,7 @@ def test_generator_loss_is_feature_matching(improved_config, mnist):
     data = jax.device_put(input_pipeline.device_data(mnist, split))
     feature_matching = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
     with config.unlocked():
-        config.generator_loss = "non_saturating"
+        config.method = "sgan"
     non_saturating = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
     g_index = 4
     fm, ns = (
@@ -132,7 +136,7 @@ def test_improved_config_is_the_paper_protocol(improved_config):
     assert state_lib.learning_rate_schedule(config, config.learning_rate) == 3e-3  # no schedule
     assert config.adam_b1 == 0.5 and 1 - config.ema_decay == pytest.approx(1e-4)
     assert config.labeled_sampling == config.unlabeled_sampling == "epoch"
-    assert config.generator_loss == "feature_matching"
+    assert config.method == "improved_gan"
     baseline_steps = config.supervised_epochs * -(-config.num_labeled // config.batch_size)
     assert 1 / (1 - config.supervised_ema_decay) <= baseline_steps / 2
     short = load_config("improved_mnist_60k_decay")
@@ -277,5 +281,5 @@ def test_feature_matching_passes_draw_their_own_noise(improved_config, mnist):
     state = create_train_state(config, generator, discriminator, images, split.pool_sizes)
     data = jax.device_put(input_pipeline.device_data(mnist, split))
     state = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
-    g_loss = float(state.metric_sums[state_lib.METRIC_NAMES.index("g_loss")])
+    g_loss = float(state.metric_sums[methods.get(config.method).metric_names.index("g_loss")])
     assert g_loss > 1e-4, g_loss

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from sgan_jax import input_pipeline
-from sgan_jax.errors import ConfigError
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import models
+from sgan_jax.runs.errors import ConfigError
 
 from .conftest import MANUAL_DIR, REPO
 
@@ -40,7 +41,7 @@ def test_mnist_from_the_original_files(mnist):
 
 LOAD = """
 import sys, zlib
-from sgan_jax import input_pipeline
+from sgan_jax.data import input_pipeline
 data = input_pipeline.load_dataset("mnist", sys.argv[1], sys.argv[2])
 print(zlib.crc32(data.train_images.tobytes()), zlib.crc32(data.test_labels.tobytes()))
 """
@@ -127,7 +128,7 @@ def test_unknown_dataset_and_unsupported_shape(tmp_path):
     with pytest.raises(ConfigError, match="dataset: 'no_such_dataset' is not a tfds dataset"):
         input_pipeline.load_dataset("no_such_dataset", str(tmp_path))
     with pytest.raises(ConfigError, match="96, 96, 3"):
-        input_pipeline.load_dataset("stl10", str(tmp_path))
+        input_pipeline.load_dataset("stl10", str(tmp_path), image_shapes=models.SUPPORTED_SHAPES)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "svhn_cropped"])

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sgan_jax.metrics import TIMING_FIELDS
+from sgan_jax.runs.metrics import TIMING_FIELDS
 
 from .conftest import (
     NAMESPACE,

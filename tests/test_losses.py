@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax import losses, state
+from sgan_jax import methods
+from sgan_jax.methods import losses
 
 
 def tutorial_d(logits):
@@ -84,4 +85,4 @@ def test_discriminator_objective_weighs_the_unlabeled_half():
     assert math.isclose(float(metrics["d_real_probability"]), 10 / 11, rel_tol=1e-6)
     assert float(metrics["train_accuracy"]) == 0.25  # argmax of ties is class 0
     # Every metric the train step tracks, except the generator's own loss, comes from here.
-    assert set(metrics) == set(state.METRIC_NAMES) - {"g_loss"}
+    assert set(metrics) == set(methods.get("sgan").metric_names) - {"g_loss"}

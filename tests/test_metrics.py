@@ -3,7 +3,7 @@
 import os
 import stat
 
-from sgan_jax import metrics
+from sgan_jax.runs import metrics
 
 
 def test_atomic_write_has_the_umask_mode_and_leaves_no_temp_file(tmp_path):

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sgan_jax import models, state
+from sgan_jax.nets import models
+from sgan_jax.training import state
 
 from .conftest import REPO
 

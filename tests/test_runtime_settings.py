@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from sgan_jax import train
+from sgan_jax.training import train
 
 from .conftest import REPO, read_rows, tiny
 

@@ -5,8 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sgan_jax import input_pipeline, models, sampling, steps
-from sgan_jax.state import SAMPLER_STREAMS, create_train_state, stream
+from sgan_jax import methods
+from sgan_jax.data import input_pipeline, sampling
+from sgan_jax.nets import models
+from sgan_jax.training import steps
+from sgan_jax.training.state import batch_streams, create_train_state
 
 from .conftest import tiny
 
@@ -74,11 +77,12 @@ def test_both_unlabeled_streams_of_the_improved_step_sample_in_passes(improved_c
     for _ in range(4):  # past the end of the first unlabeled pass (3 batches of 100)
         state = train_step(state, data)
     expected = {"labeled": (4, 100), "unlabeled": (1, 300), "unlabeled_g": (1, 300)}
+    streams = batch_streams(methods.get(config.method))
     for name, (pass_index, pool_size) in expected.items():
         np.testing.assert_array_equal(
             state.samplers[name].permutation,
             sampling.pass_permutation(
-                stream(state.key, SAMPLER_STREAMS[name]), pass_index, pool_size
+                jax.random.fold_in(state.key, streams[name].key_id), pass_index, pool_size
             ),
             err_msg=name,
         )

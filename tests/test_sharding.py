@@ -11,7 +11,8 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import jax
-    from sgan_jax import programs, sharding, train
+    from sgan_jax.runs import sharding
+    from sgan_jax.training import programs, train
     from tests.conftest import IMPROVED_REFERENCE, load_config, read_rows, tiny
 
     assert jax.local_device_count() == 8, jax.devices()

@@ -5,11 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax import input_pipeline, models, steps, supervised
-from sgan_jax import state as state_lib
-from sgan_jax.state import METRIC_NAMES, create_train_state
+from sgan_jax import methods
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import models
+from sgan_jax.training import state as state_lib
+from sgan_jax.training import steps, supervised
+from sgan_jax.training.state import create_train_state
 
 from .conftest import load_config
+
+METRIC_NAMES = methods.get("sgan").metric_names
 
 
 def make(config, mnist, split=None):
@@ -87,7 +92,7 @@ def test_evaluate_counts_padding_correctly(tutorial_config, mnist):
 
 def test_debiased_ema_of_parameters():
     """The EMA is exact from the first update: no pull towards its zero start."""
-    from sgan_jax.state import ParamsEMA
+    from sgan_jax.training.state import ParamsEMA
 
     decay = 0.9
     ema = ParamsEMA.create({"w": jnp.zeros(3)}, decay)

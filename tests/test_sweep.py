@@ -10,7 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from sgan_jax import provenance, sweep_results, train
+from sgan_jax.runs import provenance
+from sgan_jax.sweeps import sweep_results
+from sgan_jax.training import train
 
 from .conftest import (
     NAMESPACE,
@@ -194,7 +196,7 @@ def test_rerun_skips_finished_runs(sweep_dir):
 def test_iterations_left_count_from_the_last_logged_step(sweep_dir, tmp_path):
     """What the sweep's ETA between runs is now made of (it divided the time so far by runs, so
     a run resumed half-way counted as a whole one); the line itself is asserted below."""
-    from sgan_jax import sweep
+    from sgan_jax.sweeps import sweep
 
     config = load_config("sgan_mnist")
     finished = str(sweep_dir / "labels20_seed0")  # logged up to its last step, 10
@@ -214,7 +216,7 @@ def test_eta_between_runs_weighs_runs_by_their_iterations_left(
     import shutil
     import types
 
-    from sgan_jax import sweep
+    from sgan_jax.sweeps import sweep
 
     clock = [0.0]
     monkeypatch.setattr(sweep, "time", types.SimpleNamespace(time=lambda: clock[0]))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sgan_jax.metrics import TIMING_FIELDS
+from sgan_jax.runs.metrics import TIMING_FIELDS
 
 from .conftest import read_results, read_rows, run_train
 

@@ -7,11 +7,11 @@ for model selection and a supervised baseline; where it differs on purpose the c
 Shortened or decayed variants are other config files (improved_mnist_60k_decay.py) or flags.
 """
 
-from experiments.configs import sgan_mnist
+from sgan_jax.training import config as config_lib
 
 
 def get_config():
-    config = sgan_mnist.get_config()
+    config = config_lib.base_config("improved_gan")  # sgan_jax/methods/improved_gan.py
 
     # Data.
     config.num_labeled = 100  # fm.py: --count=10 per class, 10 classes
@@ -36,8 +36,7 @@ def get_config():
     config.image_range = "unit"  # sigmoid output, pixels in [0, 1] (mnist.npz)
     config.generator_data_init = False  # fm.py: the generator's init_updates use no data
 
-    # Losses.
-    config.generator_loss = "feature_matching"  # loss_gen = mean((mom_gen - mom_real)^2)
+    # Losses: the method's feature matching, loss_gen = mean((mom_gen - mom_real)^2).
     config.unlabeled_weight = 1.0  # --unlabeled_weight=1.
 
     # Optimiser: nn.adam_updates(..., lr=lr, mom1=0.5).

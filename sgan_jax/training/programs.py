@@ -11,8 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax import sharding, steps
-from sgan_jax.state import stream
+from sgan_jax.runs import sharding
+from sgan_jax.training import steps
+from sgan_jax.training.state import stream
 
 
 def stack(trees):

@@ -12,12 +12,17 @@ import os
 import numpy as np
 from absl import logging
 
-from sgan_jax import config_checks, models, sharding
-from sgan_jax.errors import ConfigError
+from sgan_jax.data import sampling
+from sgan_jax.runs import sharding
+from sgan_jax.runs.errors import ConfigError
 
 # Decoded arrays are cached beside tfds' own files: tfds decodes every image with PIL on each
 # read, 5 s for MNIST on these CPUs, where the cache loads in a fraction of a second.
 _CACHE_NAME = "sgan_jax_arrays.npz"
+
+LABEL_SELECTIONS = ("first", "balanced")
+# Pixel values of each image range, as the networks see them.
+IMAGE_RANGES = {"symmetric": (-1.0, 1.0), "unit": (0.0, 1.0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,15 +71,55 @@ def _builder(name: str, data_dir: str | None):
         raise ConfigError("dataset", f"{name!r} is not a tfds dataset") from None
 
 
-def _check_features(builder) -> None:
+def check_config(config) -> None:
+    """Checks the data keys that need no data; raises ConfigError naming the key."""
+    if not isinstance(config.dataset, str) or not config.dataset:
+        raise ConfigError("dataset", "must name a tfds dataset")
+    choices = dict(
+        label_selection=LABEL_SELECTIONS,
+        labeled_sampling=sampling.SAMPLINGS,
+        unlabeled_sampling=sampling.SAMPLINGS,
+        image_range=tuple(IMAGE_RANGES),
+    )
+    for key, allowed in choices.items():
+        if config[key] not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {config[key]!r}")
+    if not config.num_labeled > 0:
+        raise ConfigError("num_labeled", f"must be > 0; got {config.num_labeled}")
+    for key in ("num_validation", "test_examples"):
+        if not config[key] >= 0:
+            raise ConfigError(key, f"must be >= 0; got {config[key]}")
+
+
+def check_split(config, num_train: int, num_classes: int) -> None:
+    """Checks the label budget and the validation split against the dataset."""
+    if config.num_labeled > num_train:
+        raise ConfigError(
+            "num_labeled", f"{config.num_labeled} is more than the {num_train} training images"
+        )
+    if config.num_labeled + config.num_validation > num_train:
+        raise ConfigError(
+            "num_validation",
+            f"num_labeled + num_validation = {config.num_labeled + config.num_validation} is "
+            f"more than the {num_train} training images",
+        )
+    if config.label_selection == "balanced" and config.num_labeled % num_classes:
+        raise ConfigError(
+            "num_labeled",
+            f"{config.num_labeled} is not divisible by the {num_classes} classes "
+            "(label_selection=balanced)",
+        )
+
+
+def _check_features(builder, image_shapes) -> None:
     name = builder.name
     if builder.info.supervised_keys is None:
         raise ConfigError("dataset", f"{name!r} has no (image, label) supervised keys")
     image_key, label_key = builder.info.supervised_keys
     features = builder.info.features
     shape = tuple(features[image_key].shape)
-    if shape not in models.SUPPORTED_SHAPES:
-        supported = " or ".join("x".join(map(str, s)) for s in models.SUPPORTED_SHAPES)
+    if image_shapes is not None and shape not in image_shapes:
+        supported = " or ".join("x".join(map(str, s)) for s in image_shapes)
         raise ConfigError(
             "dataset", f"{name!r} has images of shape {shape}; supported: {supported}"
         )
@@ -136,10 +181,13 @@ def _read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_dataset(name: str, data_dir: str | None = None, manual_dir: str | None = None) -> Dataset:
-    """Loads the train and test splits of a tfds image-classification dataset into memory."""
+def load_dataset(
+    name: str, data_dir: str | None = None, manual_dir: str | None = None, image_shapes=None
+) -> Dataset:
+    """Loads the train and test splits of a tfds image-classification dataset into memory;
+    one whose images are of none of `image_shapes` (if given) is refused before it is built."""
     builder = _builder(name, data_dir)
-    _check_features(builder)
+    _check_features(builder, image_shapes)
     if not builder.is_prepared():
         # Processes that share a data_dir (sweep --jobs, shards) would each build it, and all
         # but the first crash renaming their copy into place: one builds while the rest wait.
@@ -232,15 +280,15 @@ def device_data(dataset: Dataset, split: LabelSplit) -> dict[str, np.ndarray]:
     )
 
 
-def load_for_processes(config) -> Dataset:
+def load_for_processes(config, image_shapes=None) -> Dataset:
     """The config's dataset; with several processes, process 0 prepares it while the rest wait.
     With `test_examples` > 0, only the test split's first that many examples are kept."""
     data_dir, manual_dir = resolve_dirs(config)
     if sharding.is_primary():
-        dataset = load_dataset(config.dataset, data_dir, manual_dir)
+        dataset = load_dataset(config.dataset, data_dir, manual_dir, image_shapes)
     sharding.sync("sgan_jax:dataset")
     if not sharding.is_primary():
-        dataset = load_dataset(config.dataset, data_dir, manual_dir)
+        dataset = load_dataset(config.dataset, data_dir, manual_dir, image_shapes)
     return first_test_examples(dataset, config.test_examples)
 
 
@@ -256,12 +304,10 @@ def first_test_examples(dataset: Dataset, count: int) -> Dataset:
     )
 
 
-def select_for_configs(configs, dataset: Dataset, batch_devices: int) -> list[LabelSplit]:
-    """Each config's split, after checking the config against the data and the devices."""
+def select_for_configs(configs, dataset: Dataset) -> list[LabelSplit]:
+    """Each config's split, after checking the config against the data."""
     for c in configs:
-        config_checks.check_config_against_data(
-            c, len(dataset.train_labels), dataset.num_classes, batch_devices
-        )
+        check_split(c, len(dataset.train_labels), dataset.num_classes)
     return [
         select_labels(
             dataset.train_labels,

@@ -15,9 +15,12 @@ import time
 import jax
 from absl import logging
 
-from sgan_jax import jobs, metrics, sharding, sweep_results, train
-from sgan_jax import workdir as workdir_lib
-from sgan_jax.errors import ConfigError
+from sgan_jax.runs import metrics, sharding
+from sgan_jax.runs import workdir as workdir_lib
+from sgan_jax.runs.errors import ConfigError
+from sgan_jax.sweeps import jobs, sweep_results
+from sgan_jax.training import config as config_lib
+from sgan_jax.training import train
 
 
 def run_config(base_config, num_labeled: int, seed: int, vary_data_seed: bool):
@@ -41,7 +44,7 @@ def is_finished(run_dir: str, config) -> bool:
     if saved is None or results.get("num_iterations") != config.num_iterations:
         return False
     try:
-        workdir_lib.compare(saved, workdir_lib.config_dict(config))
+        workdir_lib.compare(saved, workdir_lib.config_dict(config), config_lib.comparable)
     except ConfigError:
         return False
     return True

@@ -17,8 +17,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from sgan_jax import sharding
-from sgan_jax.errors import CheckpointError
+from sgan_jax.runs import sharding
+from sgan_jax.runs.errors import CheckpointError
 
 # The space a checkpoint is given: its arrays' bytes, with room for orbax's metadata and index.
 # A tutorial checkpoint holds 24.3 MB of arrays and took 22.3 MB on disk (measured 2026-12-02).

@@ -12,7 +12,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sgan_jax.errors import ConfigError
+from sgan_jax.runs.errors import ConfigError
 
 AXIS = "data"
 

@@ -12,7 +12,7 @@ import subprocess
 import jax
 from jax._src import xla_bridge  # backends_are_initialized: there is no public equivalent
 
-from sgan_jax.errors import ConfigError
+from sgan_jax.runs.errors import ConfigError
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
 

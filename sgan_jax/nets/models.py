@@ -1,7 +1,7 @@
 """Generators and discriminators.
 
 Every discriminator maps images to `num_classes` logits; the SGAN heads (softmax for the class,
-D(x) = Z / (Z + 1) with Z = sum(exp(logits)) for real/fake) live in `sgan_jax.losses`. With
+D(x) = Z / (Z + 1) with Z = sum(exp(logits)) for real/fake) live in `sgan_jax.methods.losses`. With
 `return_features=True` it also returns its last hidden layer, for feature matching.
 
 - "tutorial": the Keras tutorial's DCGAN-style pair (../shared/seed/sgan_tutorial.zh.txt),
@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sgan_jax.layers import (
+from sgan_jax.nets import conv
+from sgan_jax.nets.layers import (
     BatchStatNorm,
     Conv,
     ConvTranspose,
@@ -28,11 +29,27 @@ from sgan_jax.layers import (
     WeightNormDense,
     glorot_uniform,
 )
+from sgan_jax.runs.errors import ConfigError
 
 MODELS = ("tutorial", "improved")
-IMAGE_RANGES = {"symmetric": (-1.0, 1.0), "unit": (0.0, 1.0)}
+Z_DISTRIBUTIONS = ("normal", "uniform")
 OUTPUT_ACTIVATIONS = {"symmetric": nn.tanh, "unit": nn.sigmoid}
 SUPPORTED_SHAPES = ((28, 28, 1), (32, 32, 3))
+
+
+def check_config(config) -> None:
+    """Checks the networks' keys; raises ConfigError naming the key."""
+    choices = dict(model=MODELS, z_distribution=Z_DISTRIBUTIONS, conv_impl=conv.IMPLS)
+    for key, allowed in choices.items():
+        if config[key] not in allowed:
+            raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {config[key]!r}")
+    if not config.z_dim > 0:
+        raise ConfigError("z_dim", f"must be > 0; got {config.z_dim}")
+    if not config.init_batch_size >= 0:
+        raise ConfigError("init_batch_size", f"must be >= 0; got {config.init_batch_size}")
+    for key in ("d_dropout", "d_input_dropout"):
+        if not 0 <= config[key] < 1:
+            raise ConfigError(key, f"must be in [0, 1); got {config[key]}")
 
 
 def sample_latent(key, num: int, dim: int, distribution: str):

@@ -18,7 +18,6 @@ import tempfile
 import numpy as np
 from absl import logging
 
-from sgan_jax import state as state_lib
 
 # Fields that measure time; two runs of the same config match in everything else.
 TIMING_FIELDS = ("it_per_s", "elapsed_seconds", "process_elapsed_seconds")
@@ -113,14 +112,11 @@ class EventWriter:
     """Writes one run's events; a no-op where `enabled` is False (the processes that write no
     files, or tensorboard=False)."""
 
-    def __init__(self, workdir: str, config, start_step: int, enabled: bool):
+    def __init__(self, workdir: str, schedules: dict, start_step: int, enabled: bool):
+        """`schedules` maps names to the learning rates in force: a number or a function of
+        the step."""
         self._writer = None
-        self._schedules = {
-            "learning_rate": state_lib.learning_rate_schedule(config, config.learning_rate),
-            "generator_learning_rate": state_lib.learning_rate_schedule(
-                config, config.generator_learning_rate or config.learning_rate
-            ),
-        }
+        self._schedules = schedules
         if not enabled:
             return
         try:
@@ -141,7 +137,7 @@ class EventWriter:
         for key, value in row.items():
             if key != "step" and isinstance(value, numbers.Real):
                 self._writer.add_scalar(key, value, step)
-        if "g_loss" in row:  # a log step
+        if "it_per_s" in row:  # a log step
             for key, schedule in self._schedules.items():
                 rate = schedule(step) if callable(schedule) else schedule
                 self._writer.add_scalar(key, float(rate), step)

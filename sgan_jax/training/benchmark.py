@@ -5,8 +5,12 @@ import time
 import jax
 import numpy as np
 
-from sgan_jax import config_checks, input_pipeline, models, programs, sharding
-from sgan_jax.state import create_train_state
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import models
+from sgan_jax.runs import sharding
+from sgan_jax.training import config as config_lib
+from sgan_jax.training import programs
+from sgan_jax.training.state import create_train_state
 
 # The shapes tfds reports for the datasets we know, so the benchmark needs no download.
 DATASET_SHAPES = {
@@ -22,7 +26,8 @@ def _programs(config, mesh) -> programs.Programs:
     image_shape, num_classes, num_train = DATASET_SHAPES.get(
         config.dataset, DATASET_SHAPES["mnist"]
     )
-    config_checks.check_config_against_data(config, num_train, num_classes, mesh.size)
+    input_pipeline.check_split(config, num_train, num_classes)
+    config_lib.check_devices(config, mesh.size)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (num_train, *image_shape), dtype=np.uint8)
     labels = rng.integers(0, num_classes, num_train).astype(np.int32)
@@ -70,7 +75,7 @@ def matmul_peak_gflops(sizes=(1024, 2048), repeats: int = 5) -> float:
 def benchmark(config, iterations: int, warmup: int = 10) -> dict:
     """Iterations per second of `config`'s train step after compilation and warm-up, its FLOPs
     and the fraction of the machine's matmul peak it reaches."""
-    config_checks.check_config(config)
+    config_lib.check_config(config)
     mesh = sharding.make_mesh(config.num_devices)
     compiled = _programs(config, mesh)
     per_dispatch = config.steps_per_dispatch or (1 if jax.default_backend() == "cpu" else 100)

@@ -13,21 +13,13 @@ import jax.numpy as jnp
 import optax
 from flax.training import train_state
 
-from sgan_jax import models, sampling
+from sgan_jax import methods
+from sgan_jax.data import sampling
+from sgan_jax.methods.base import Stream
+from sgan_jax.nets import models
 
-# Per-step averages written to metrics.jsonl, in the order of `SGANState.metric_sums`.
-METRIC_NAMES = (
-    "d_loss_supervised",
-    "d_loss_unsupervised",
-    "d_loss_real",
-    "d_loss_fake",
-    "g_loss",
-    "train_accuracy",
-    "d_real_probability",
-    "d_fake_probability",
-)
-
-# Independent random streams, all derived from jax.random.key(config.seed).
+# Independent random streams, all derived from jax.random.key(config.seed). A method's own
+# batch streams take their epoch keys from the numbers they declare (Stream.key_id).
 STREAMS = dict(
     generator_init=1,
     discriminator_init=2,
@@ -37,17 +29,33 @@ STREAMS = dict(
     unlabeled_epochs=6,
     samples=7,
     supervised=8,
-    unlabeled_g_epochs=9,
 )
 
-# The epoch key of each stream of batch indices (sampling.stream_samplings names them).
-SAMPLER_STREAMS = dict(
-    labeled="labeled_epochs", unlabeled="unlabeled_epochs", unlabeled_g="unlabeled_g_epochs"
+# The discriminator's batch streams, which every method draws.
+HARNESS_BATCH_STREAMS = dict(
+    labeled=Stream(pool="labeled", key_id=STREAMS["labeled_epochs"]),
+    unlabeled=Stream(pool="unlabeled", key_id=STREAMS["unlabeled_epochs"]),
 )
 
 
 def stream(key, name: str):
     return jax.random.fold_in(key, STREAMS[name])
+
+
+def batch_streams(method) -> dict[str, Stream]:
+    """Every stream of batch indices a run of `method` draws: the discriminator's, then the
+    method's own, each with a key of its own."""
+    taken = set(STREAMS.values())
+    for name, own in method.streams.items():
+        if name in HARNESS_BATCH_STREAMS or own.key_id in taken:
+            raise ValueError(f"method {method.name}: stream {name!r} or its key_id is taken")
+        taken.add(own.key_id)
+    return {**HARNESS_BATCH_STREAMS, **method.streams}
+
+
+def stream_samplings(config, streams: dict[str, Stream]) -> dict[str, str]:
+    """How each stream is drawn: as its pool is (config.labeled_sampling, unlabeled_sampling)."""
+    return {name: config[f"{s.pool}_sampling"] for name, s in streams.items()}
 
 
 @flax.struct.dataclass
@@ -78,10 +86,10 @@ class SGANState:
     discriminator: train_state.TrainState
     key: jax.Array  # typed PRNG key of the run; each step folds in its number
     discriminator_ema: ParamsEMA | None  # None when config.ema_decay == 0
-    metric_sums: jax.Array  # sums of METRIC_NAMES since the last log step
+    metric_sums: jax.Array  # sums of the method's metric_names since the last log step
     metric_count: jax.Array
     nonfinite_step: jax.Array  # first step with a non-finite metric, -1 if none
-    nonfinite_metric: jax.Array  # its index in METRIC_NAMES
+    nonfinite_metric: jax.Array  # its index in the method's metric_names
     nonfinite_value: jax.Array
     # sampling.EpochSampler per stream sampled in passes; empty when every stream is random.
     samplers: dict = flax.struct.field(default_factory=dict)
@@ -123,6 +131,16 @@ def learning_rate_schedule(config, learning_rate: float):
     )
 
 
+def learning_rate_schedules(config) -> dict:
+    """Both networks' learning rates, as numbers or functions of the step."""
+    return {
+        "learning_rate": learning_rate_schedule(config, config.learning_rate),
+        "generator_learning_rate": learning_rate_schedule(
+            config, config.generator_learning_rate or config.learning_rate
+        ),
+    }
+
+
 def create_network_state(module, params, tx) -> train_state.TrainState:
     # TrainState.create starts `step` as a Python int; an array keeps the jitted step's input
     # types the same on every call, so it compiles once.
@@ -154,6 +172,8 @@ def create_train_state(
     initialisation; for the tutorial models only their shape matters. `pool_sizes` gives the
     number of labeled and unlabeled images, needed when a stream is sampled in passes.
     """
+    method = methods.get(config.method)
+    streams = batch_streams(method)
     root = jax.random.key(config.seed)
     latent = models.sample_latent(
         stream(root, "generator_init"), len(init_images), config.z_dim, config.z_distribution
@@ -174,21 +194,14 @@ def create_train_state(
         ),
         key=root,
         discriminator_ema=create_ema(d_params, config.ema_decay),
-        metric_sums=jnp.zeros(len(METRIC_NAMES), jnp.float32),
+        metric_sums=jnp.zeros(len(method.metric_names), jnp.float32),
         metric_count=jnp.zeros((), jnp.int32),
         nonfinite_step=jnp.full((), -1, jnp.int32),
         nonfinite_metric=jnp.zeros((), jnp.int32),
         nonfinite_value=jnp.zeros((), jnp.float32),
         samplers=sampling.create_samplers(
-            config,
-            {name: stream(root, key) for name, key in SAMPLER_STREAMS.items()},
-            _stream_pool_sizes(pool_sizes),
+            stream_samplings(config, streams),
+            {name: jax.random.fold_in(root, s.key_id) for name, s in streams.items()},
+            {name: pool_sizes[s.pool] for name, s in streams.items()} if pool_sizes else {},
         ),
     )
-
-
-def _stream_pool_sizes(pool_sizes: dict | None) -> dict:
-    # The generator's unlabeled stream draws from the unlabeled pool.
-    if pool_sizes is None:
-        return {}
-    return {**pool_sizes, "unlabeled_g": pool_sizes["unlabeled"]}

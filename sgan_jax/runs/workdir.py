@@ -10,8 +10,8 @@ import math
 import os
 import time
 
-from sgan_jax import metrics, sharding
-from sgan_jax.errors import ConfigError
+from sgan_jax.runs import metrics, sharding
+from sgan_jax.runs.errors import ConfigError
 
 # Keys that say how or where a run executes, not what it computes: they may change when a run
 # is continued (a sweep started on a laptop goes on on a GPU box). Changing them alters float
@@ -30,14 +30,6 @@ RUNTIME_KEYS = (
     "deterministic",
     "tensorboard",
 )
-# Keys added after runs were started, with the value that reproduces what those runs did: a
-# config.json without the key is the same experiment as a config with that value.
-ADDED_KEYS = {
-    "supervised_ema_decay": 0.0,
-    "matmul_precision": "default",
-    "deterministic": False,
-    "test_examples": 0,
-}
 CONFIG_FILE = "config.json"
 CHANGES_FILE = "runtime_changes.json"
 
@@ -94,10 +86,14 @@ def saved_config(workdir: str) -> dict | None:
     return metrics.read_json(path) if os.path.exists(path) else None
 
 
-def compare(saved: dict, current: dict) -> dict:
+def compare(saved: dict, current: dict, comparable=lambda config: config) -> dict:
     """The runtime keys that differ between a saved config and the current one, as
-    {key: [saved, current]}; raises ConfigError naming any other key that differs."""
-    saved = {**{k: v for k, v in ADDED_KEYS.items() if k in current}, **saved}
+    {key: [saved, current]}; raises ConfigError naming any other key that differs.
+
+    `comparable` maps a config to what is compared: the keys that matter to its run, each at
+    its default where the config predates the key (`sgan_jax.training.config.comparable`).
+    """
+    saved, current = comparable(saved), comparable(current)
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     changes = {k: [saved.get(k), current.get(k)] for k in differing if k in RUNTIME_KEYS}
     refused = [k for k in differing if k not in RUNTIME_KEYS and k != "num_iterations"]
@@ -118,11 +114,11 @@ def compare(saved: dict, current: dict) -> dict:
     return changes
 
 
-def check(workdir: str, config) -> dict:
+def check(workdir: str, config, comparable=lambda config: config) -> dict:
     """Checks `config` against the workdir's saved one (nothing is written); returns the
-    runtime keys that changed."""
+    runtime keys that changed. `comparable` is as `compare` takes it."""
     saved = saved_config(workdir)
-    return {} if saved is None else compare(saved, config_dict(config))
+    return {} if saved is None else compare(saved, config_dict(config), comparable)
 
 
 def record(workdir: str, config, changes: dict, step: int) -> None:

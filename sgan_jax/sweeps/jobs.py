@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from sgan_jax import cli
-from sgan_jax.errors import ConfigError, Preempted, RunsFailed
+from sgan_jax.runs import cli
+from sgan_jax.runs.errors import ConfigError, Preempted, RunsFailed
 
 _PROBE = "import jax, json; print(json.dumps([jax.default_backend(), jax.local_device_count()]))"
 

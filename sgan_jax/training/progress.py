@@ -7,9 +7,8 @@ import time
 
 from absl import logging
 
-from sgan_jax import workdir
-from sgan_jax.errors import NonFiniteError
-from sgan_jax.state import METRIC_NAMES
+from sgan_jax.runs import workdir
+from sgan_jax.runs.errors import NonFiniteError
 
 
 class EvalTracker:
@@ -69,22 +68,29 @@ class RateTimer:
         self.seconds, self.steps = 0.0, 0
 
 
-def log_progress(row: dict, config, rate: float, prefix: str = "") -> None:
+def _short(name: str) -> str:
+    """d_loss_supervised -> d_supervised: a metric's name in the progress line."""
+    return name.replace("_loss", "")
+
+
+def log_progress(row: dict, config, rate: float, names, prefix: str = "") -> None:
+    """The progress line: the step, the metrics `names` (accuracies in %), the evals, the rate."""
     eta = (config.num_iterations - row["step"]) / rate if rate > 0 else 0.0
+    values = "".join(
+        f"  {_short(n)} {100 * row[n]:.1f}%" if "accuracy" in n else f"  {_short(n)} {row[n]:.4f}"
+        for n in names
+    )
     evals = "".join(
         f"  {key.split('_')[0]} {100 * row[key]:.2f}%"
         for key in ("test_accuracy", "validation_accuracy")
         if key in row
     )
     logging.info(
-        "%sstep %d/%d  d_sup %.4f  d_unsup %.4f  g %.4f  train_acc %.1f%%%s  %.2f it/s  ETA %s",
+        "%sstep %d/%d%s%s  %.2f it/s  ETA %s",
         prefix,
         row["step"],
         config.num_iterations,
-        row["d_loss_supervised"],
-        row["d_loss_unsupervised"],
-        row["g_loss"],
-        100 * row["train_accuracy"],
+        values,
         evals,
         rate,
         workdir.format_duration(eta),
@@ -108,12 +114,13 @@ def steps_to_next_boundary(step: int, config) -> int:
     return min(candidates)
 
 
-def row(step, host, evals, is_log, rate, clock) -> dict:
-    """The metrics.jsonl row of `step`: loss means since the last log, evals, timing."""
+def row(step, host, evals, is_log, rate, clock, names) -> dict:
+    """The metrics.jsonl row of `step`: the means of the metrics `names` since the last log,
+    evals, timing."""
     row = {"step": step}
     if is_log:
         means = host["metric_sums"] / max(int(host["metric_count"]), 1)
-        row.update({n: float(v) for n, v in zip(METRIC_NAMES, means, strict=True)})
+        row.update({n: float(v) for n, v in zip(names, means, strict=True)})
     row.update(evals)
     if is_log:
         row["it_per_s"] = rate
@@ -122,12 +129,12 @@ def row(step, host, evals, is_log, rate, clock) -> dict:
     return row
 
 
-def check_finite(host: dict, checkpointer) -> None:
+def check_finite(host: dict, checkpointer, names) -> None:
     if host["nonfinite_step"] >= 0:
         saved = checkpointer.steps()
         raise NonFiniteError(
             int(host["nonfinite_step"]) + 1,
-            METRIC_NAMES[int(host["nonfinite_metric"])],
+            names[int(host["nonfinite_metric"])],
             float(host["nonfinite_value"]),
             saved[-1] if saved else None,
         )

@@ -14,8 +14,9 @@ import numpy as np
 import optax
 from absl import logging
 
-from sgan_jax import input_pipeline, metrics, plots, sharding
-from sgan_jax import state as state_lib
+from sgan_jax.data import input_pipeline
+from sgan_jax.runs import metrics, plots, sharding
+from sgan_jax.training import state as state_lib
 
 
 def make_supervised_step(config, discriminator, shard_batch=lambda x: x):

@@ -1,7 +1,7 @@
 """Linen layers the models are built from.
 
 `Conv` and `ConvTranspose` hold exactly the parameters of `nn.Conv` / `nn.ConvTranspose`
-("SAME" padding) and compute the same maths through `sgan_jax.conv`, which is fast on CPU.
+("SAME" padding) and compute the same maths through `sgan_jax.nets.conv`, which is fast on CPU.
 
 The weight-normalised layers follow Salimans & Kingma (2016) as the Improved-GAN code uses them:
 w = g * v / ||v||, with a data-dependent initialisation that gives every unit zero mean and unit
@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sgan_jax import conv
+from sgan_jax.nets import conv
 
 # Keras' default initialisers, which the tutorial's models use.
 glorot_uniform = nn.initializers.glorot_uniform()

@@ -24,23 +24,14 @@ import time
 import jax
 from absl import logging
 
-from sgan_jax import (
-    checkpointing,
-    config_checks,
-    errors,
-    input_pipeline,
-    metrics,
-    models,
-    plots,
-    programs,
-    progress,
-    provenance,
-    sharding,
-    supervised,
-    workdir,
-)
-from sgan_jax.errors import ConfigError, Preempted
-from sgan_jax.state import create_train_state
+from sgan_jax import methods
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import models
+from sgan_jax.runs import checkpointing, errors, metrics, plots, provenance, sharding, workdir
+from sgan_jax.runs.errors import ConfigError, Preempted
+from sgan_jax.training import config as config_lib
+from sgan_jax.training import programs, progress, supervised
+from sgan_jax.training import state as state_lib
 
 # Keys that may differ between the seeds trained together by train_and_evaluate_seeds.
 PER_SEED_KEYS = ("seed", "data_seed")
@@ -103,7 +94,7 @@ def _open_runs(configs, workdirs, splits, held) -> tuple[list[_Run], list[dict]]
     runs, changes = [], []
     for c, path, split in zip(configs, workdirs, splits, strict=True):
         workdir.create(path)
-        changes.append(workdir.check(path, c))
+        changes.append(workdir.check(path, c, config_lib.comparable))
         lock = workdir.lock(path)
         if lock is not None:
             held.callback(lock.close)
@@ -148,7 +139,7 @@ def _resume(runs, states, changes, clock: progress.Clock) -> tuple[list, int]:
         run.tracker = progress.EvalTracker(run.writer.rows, run.config.early_stopping_patience)
         run.events = metrics.EventWriter(
             run.workdir,
-            run.config,
+            state_lib.learning_rate_schedules(run.config),
             start_step,
             enabled=sharding.is_primary() and run.config.tensorboard,
         )
@@ -170,7 +161,7 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
     clock = progress.Clock(time.time())
     config = configs[0]
     for c in configs:
-        config_checks.check_config(c)
+        config_lib.check_config(c)
     origin = provenance.provenance(config)  # the code that runs, before anything changes it
     dataset, mesh, splits = _data_and_devices(configs)
     with contextlib.ExitStack() as held:
@@ -179,7 +170,7 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
             config, dataset.image_shape, dataset.num_classes
         )
         states = [
-            create_train_state(
+            state_lib.create_train_state(
                 c, generator, discriminator, input_pipeline.init_images(c, dataset, s), s.pool_sizes
             )
             for c, s in zip(configs, splits, strict=True)
@@ -220,14 +211,16 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
 
 def _data_and_devices(configs):
     """The dataset, the device mesh and each seed's label split; nothing written yet."""
-    dataset = input_pipeline.load_for_processes(configs[0])
+    dataset = input_pipeline.load_for_processes(configs[0], models.SUPPORTED_SHAPES)
     mesh = sharding.make_mesh(configs[0].num_devices, len(configs))
     if len(configs) > 1 and len(configs) % mesh.size:
         raise ConfigError(
             "num_devices", f"{len(configs)} seeds cannot be split over {mesh.size} devices"
         )
     batch_devices = 1 if len(configs) > 1 else mesh.size  # the mesh splits seeds, or a batch
-    splits = input_pipeline.select_for_configs(configs, dataset, batch_devices)
+    splits = input_pipeline.select_for_configs(configs, dataset)
+    for c in configs:
+        config_lib.check_devices(c, batch_devices)
     return dataset, mesh, splits
 
 
@@ -293,16 +286,19 @@ def _at_step(compiled, runs, config, timer, clock, step: int) -> None:
         return
     host = compiled.host_counters()
     rate = timer.rate(step)
+    method = methods.get(config.method)
     for i, run in enumerate(runs):
-        progress.check_finite(programs.pick(host, i), run.checkpointer)
+        progress.check_finite(programs.pick(host, i), run.checkpointer, method.metric_names)
     evals = compiled.evaluate(bool(config.num_validation)) if is_eval else [{}] * len(runs)
     for i, run in enumerate(runs):
-        row = progress.row(step, programs.pick(host, i), evals[i], is_log, rate, clock)
+        row = progress.row(
+            step, programs.pick(host, i), evals[i], is_log, rate, clock, method.metric_names
+        )
         if is_eval and run.best_checkpointer is not None and run.tracker.update(row):
             run.best_checkpointer.save(step, compiled.seed_state(i))
         if is_log and sharding.is_primary():
             prefix = f"seed {run.config.seed}: " if len(runs) > 1 else ""
-            progress.log_progress(row, run.config, rate, prefix)
+            progress.log_progress(row, run.config, rate, method.log_line, prefix)
         if len(row) > 1:  # a sample- or checkpoint-only step logs nothing
             run.writer.write(row)
             run.events.scalars(row)

@@ -7,8 +7,8 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from sgan_jax import errors
-from sgan_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted, RunsFailed
+from sgan_jax.runs import errors
+from sgan_jax.runs.errors import CheckpointError, ConfigError, NonFiniteError, Preempted, RunsFailed
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 EXIT_RUNS_FAILED = 1  # a sweep's runs in separate processes failed; each has its train.log
@@ -48,11 +48,11 @@ def define_distributed_flags() -> None:
 def maybe_initialize_distributed() -> None:
     """Before jax starts: the config's XLA flags, then the processes' rendezvous if asked for."""
     if "config" in flags.FLAGS:
-        from sgan_jax import provenance
+        from sgan_jax.runs import provenance
 
         run_cleanly(lambda: provenance.apply_xla_settings(flags.FLAGS.config))
     if flags.FLAGS.distributed:
-        from sgan_jax import sharding
+        from sgan_jax.runs import sharding
 
         sharding.initialize_distributed(
             flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id

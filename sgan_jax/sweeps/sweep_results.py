@@ -10,9 +10,10 @@ import os
 
 import numpy as np
 
-from sgan_jax import metrics, plots, progress
-from sgan_jax import workdir as workdir_lib
-from sgan_jax.errors import ConfigError
+from sgan_jax.runs import metrics, plots
+from sgan_jax.runs import workdir as workdir_lib
+from sgan_jax.runs.errors import ConfigError
+from sgan_jax.training import progress
 
 # The first five are the original columns; later ones are appended, so readers keep working.
 CSV_COLUMNS = (

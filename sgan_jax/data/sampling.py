@@ -55,26 +55,17 @@ def next_epoch_batch(sampler: EpochSampler, key, step, batch_size: int):
     return EpochSampler(passes[(offset + batch_size) // pool_size]), positions
 
 
-def create_samplers(config, keys: dict, pools: dict) -> dict:
+def create_samplers(samplings: dict, keys: dict, pools: dict) -> dict:
     """An EpochSampler per stream that samples in passes; random streams carry nothing.
 
-    `keys` and `pools` map stream names to their epoch keys and pool sizes.
+    `samplings`, `keys` and `pools` map stream names to "random" or "epoch", their epoch keys
+    and their pool sizes.
     """
-    epoch_streams = [n for n, sampling in stream_samplings(config).items() if sampling == "epoch"]
+    epoch_streams = [n for n, sampling in samplings.items() if sampling == "epoch"]
     missing = [n for n in epoch_streams if n not in pools]
     if missing:
         raise ValueError(f"epoch sampling of {missing} needs the pool sizes")
     return {name: create_epoch_sampler(keys[name], pools[name]) for name in epoch_streams}
-
-
-def stream_samplings(config) -> dict:
-    """How each stream of indices is drawn: D's labeled and unlabeled batches and, with
-    feature matching, the generator's own unlabeled batch (a second, independent stream, as in
-    the Improved-GAN code)."""
-    samplings = {"labeled": config.labeled_sampling, "unlabeled": config.unlabeled_sampling}
-    if config.generator_loss == "feature_matching":
-        samplings["unlabeled_g"] = config.unlabeled_sampling
-    return samplings
 
 
 def sample(samplers: dict, name: str, random_key, epoch_key, step, batch_size: int, pool):

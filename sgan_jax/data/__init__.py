@@ -1,0 +1,1 @@
+"""Datasets from tfds, the labeled / unlabeled / validation split, batch indices on device."""

@@ -1,0 +1,94 @@
+"""The method interface: what a GAN-based semi-supervised method declares to the harness.
+
+A method is one module of `sgan_jax.methods` whose `METHOD` is an instance of a `Method`
+subclass. It declares its two objectives, the batches it draws beyond the discriminator's
+labeled and unlabeled ones, the metrics it logs and its own config keys. The harness
+(`sgan_jax.training`) owns the rest: the state, the jitted loop, the EMA, evaluation,
+checkpoints and sweeps.
+
+One iteration, for every method:
+1. the harness draws a labeled and an unlabeled batch, and generates a batch from the current
+   generator;
+2. the discriminator takes one Adam step on `discriminator_loss`;
+3. the harness draws the method's own `streams`;
+4. the generator takes one Adam step on `generator_loss`, against the updated discriminator.
+"""
+
+import dataclasses
+from typing import Any, ClassVar, Protocol
+
+import jax
+
+from sgan_jax.runs.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """A stream of batch indices that a method draws besides the discriminator's labeled and
+    unlabeled batches (feature matching's second unlabeled batch, say)."""
+
+    pool: str  # "labeled" | "unlabeled": drawn from that pool, as config.<pool>_sampling says
+    # Its epoch key is fold_in(the run's key, key_id): unique among the run's random streams.
+    key_id: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorBatch:
+    """The discriminator's batches of one iteration, scaled to the config's image range."""
+
+    labeled: jax.Array
+    labels: jax.Array
+    unlabeled: jax.Array
+    fake: jax.Array  # from the generator before this iteration's update
+
+
+class Nets(Protocol):
+    """The two networks in training mode, on the run's devices, as the harness gives them."""
+
+    def discriminate(self, d_params, images, key, return_features: bool = False):
+        """Class logits (and the last hidden layer before its noise) of `images`; `key`
+        draws the dropout and Gaussian noise."""
+
+    def generate(self, g_params, z_key):
+        """A batch of generated images from the latent drawn by `z_key`."""
+
+
+class Method:
+    """Base class of the methods; subclasses set the class variables and the two objectives."""
+
+    name: ClassVar[str]
+    # The method's own config keys with their defaults. A saved config.json without one of
+    # them is a run with its default, so a key added later keeps older workdirs resuming.
+    config_defaults: ClassVar[dict[str, Any]] = {}
+    config_help: ClassVar[dict[str, str]] = {}  # a line per key, for docs/CONFIG.md
+    # What the objectives return, in the order they are logged to metrics.jsonl.
+    metric_names: ClassVar[tuple[str, ...]]
+    # The metrics of the progress line, besides the step, the accuracies and the rate.
+    log_line: ClassVar[tuple[str, ...]] = (
+        "d_loss_supervised",
+        "d_loss_unsupervised",
+        "g_loss",
+        "train_accuracy",
+    )
+    streams: ClassVar[dict[str, Stream]] = {}
+
+    def check_config(self, config) -> None:
+        """Raises ConfigError naming the first of the method's keys that is out of range."""
+        for key in self.config_defaults:
+            if key not in config:
+                raise ConfigError(key, f"is missing (method {self.name} needs it)")
+
+    def discriminator_loss(self, config, nets: Nets, d_params, batch: DiscriminatorBatch, key):
+        """(loss, metrics dict) of the discriminator's parameters."""
+        raise NotImplementedError
+
+    def generator_loss(self, config, nets: Nets, g_params, d_params, extra: dict, z_key, key):
+        """(loss, metrics dict) of the generator's parameters; `extra` holds the images of the
+        method's `streams` by name, `d_params` the updated discriminator's."""
+        raise NotImplementedError
+
+
+def check_non_negative(config, *keys: str) -> None:
+    for key in keys:
+        if not config[key] >= 0:
+            raise ConfigError(key, f"must be >= 0; got {config[key]}")

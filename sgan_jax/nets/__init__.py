@@ -1,0 +1,1 @@
+"""The networks: generators, discriminators, their layers and CPU-fast convolutions."""

@@ -1,0 +1,1 @@
+"""Label-budget sweeps: many runs, their tables and plots, shards and merging."""
