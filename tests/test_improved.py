@@ -1,6 +1,7 @@
 """The Improved-GAN recipe: EMA evaluation, validation-based selection, 32x32x3 datasets."""
 
 import os
+import shutil
 
 import flax.linen as nn
 import jax
@@ -13,6 +14,7 @@ from sgan_jax import methods
 from sgan_jax.data import input_pipeline
 from sgan_jax.nets import models
 from sgan_jax.runs import checkpointing
+from sgan_jax.runs.metrics import TIMING_FIELDS
 from sgan_jax.training import state as state_lib
 from sgan_jax.training import steps, supervised, train
 from sgan_jax.training.state import create_train_state
@@ -283,3 +285,111 @@ def test_feature_matching_passes_draw_their_own_noise(improved_config, mnist):
     state = jax.jit(steps.make_train_step(config, generator, discriminator))(state, data)
     g_loss = float(state.metric_sums[methods.get(config.method).metric_names.index("g_loss")])
     assert g_loss > 1e-4, g_loss
+
+
+def _state_like(config, mnist):
+    """A fresh state of `config` on MNIST, the structure its checkpoints restore into."""
+    generator, discriminator = models.create_models(config, (28, 28, 1), 10)
+    split = input_pipeline.select_labels(
+        mnist.train_labels, 100, "balanced", 10, config.data_seed, config.num_validation
+    )
+    images = input_pipeline.scale_images(mnist.train_images[: config.init_batch_size], "unit")
+    return create_train_state(config, generator, discriminator, images, split.pool_sizes)
+
+
+def test_resumed_mid_run_the_improved_recipe_is_the_run_never_stopped(mnist, tmp_path):
+    """A run killed after its checkpoint at step 10 (the later checkpoints and results gone, as
+    after a SIGKILL at step 14) resumes to the same rows, accuracies, best checkpoint and final
+    state: the EMA and the three samplers' current passes (the labeled one turns over every
+    step: 100 labels, batches of 100) included."""
+    config = tiny(
+        load_config("improved_mnist"),
+        num_validation=200,
+        eval_every=5,
+        checkpoint_every=5,
+        keep_checkpoints=10,
+        supervised_epochs=0,
+    )
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    reference = train.train_and_evaluate(config, str(whole))
+    shutil.copytree(whole, resumed)
+    for name in ("15", "20"):
+        shutil.rmtree(resumed / "checkpoints" / name)
+    (resumed / "results.json").unlink()
+    results = train.train_and_evaluate(config, str(resumed))
+    untimed = [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_rows(whole)]
+    assert [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_rows(resumed)] == (
+        untimed
+    )
+    for key in ("test_accuracy", "selected_test_accuracy", "best_validation_step"):
+        assert results[key] == reference[key], key
+    like = _state_like(config, mnist)
+    for folder, step in (
+        ("checkpoints", 20),
+        ("best_checkpoint", reference["best_validation_step"]),
+    ):
+        restored = [
+            checkpointing.Checkpointer(str(run / folder), None).restore(step, like)
+            for run in (whole, resumed)
+        ]
+        assert set(restored[0].samplers) == {"labeled", "unlabeled", "unlabeled_g"}
+        assert restored[0].discriminator_ema is not None
+        for a, b in zip(*(jax.tree.leaves(r) for r in restored), strict=True):
+            np.testing.assert_array_equal(
+                jax.random.key_data(a) if _is_key(a) else a,
+                jax.random.key_data(b) if _is_key(b) else b,
+            )
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def test_hidden_weight_norm_scales_stay_frozen_while_the_output_scale_trains(
+    improved_config, mnist
+):
+    """fm.py's nn.DenseLayer keeps each hidden layer's data-initialised scale g; only the output
+    layer (train_scale=True) learns its own. Biases and directions train everywhere."""
+    config = tiny(improved_config, batch_size=50, init_batch_size=50)
+    state = _state_like(config, mnist)
+    generator, discriminator = models.create_models(config, (28, 28, 1), 10)
+    split = input_pipeline.select_labels(mnist.train_labels, 100, "balanced", 10, 0)
+    data = jax.device_put(input_pipeline.device_data(mnist, split))
+    train_step = jax.jit(steps.make_train_step(config, generator, discriminator))
+    trained = state
+    for _ in range(3):
+        trained = train_step(trained, data)
+    before, after = state.discriminator.params, trained.discriminator.params
+    for i in range(5):
+        layer = f"WeightNormDense_{i}"
+        np.testing.assert_array_equal(before[layer]["scale"], after[layer]["scale"], layer)
+        assert not np.array_equal(before[layer]["bias"], after[layer]["bias"]), layer
+        assert not np.array_equal(before[layer]["kernel"], after[layer]["kernel"]), layer
+    assert not np.array_equal(
+        before["WeightNormDense_5"]["scale"], after["WeightNormDense_5"]["scale"]
+    )
+
+
+def test_feature_matching_reads_the_last_hidden_layer_before_its_noise(improved_config):
+    """fm.py's features are layers[-3], the last DenseLayer's ReLU output, before the Gaussian
+    noise that feeds the output layer: never negative, and in training the logits are not the
+    output layer of them (the noise lies between), while in inference they are."""
+    _, discriminator = models.create_models(improved_config, (28, 28, 1), 10)
+    images = jax.random.uniform(jax.random.key(0), (64, 28, 28, 1))
+    params = discriminator.init(
+        {"params": jax.random.key(1), **state_lib.model_rngs(jax.random.key(2))}, images, train=True
+    )
+    output = params["params"]["WeightNormDense_5"]
+    direction = output["kernel"] / jnp.linalg.norm(output["kernel"], axis=0, keepdims=True)
+
+    def output_layer(features):
+        return features @ direction * output["scale"] + output["bias"]
+
+    rngs = state_lib.model_rngs(jax.random.key(3))
+    logits, features = discriminator.apply(
+        params, images, train=True, rngs=rngs, return_features=True
+    )
+    assert features.shape == (64, 250) and float(features.min()) >= 0
+    assert not np.allclose(logits, output_layer(features), atol=1e-3)
+    logits, features = discriminator.apply(params, images, train=False, return_features=True)
+    np.testing.assert_allclose(logits, output_layer(features), rtol=1e-5, atol=1e-5)
