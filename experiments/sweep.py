@@ -31,7 +31,11 @@ flags.DEFINE_list("num_labeled", ["20", "50", "100", "200", "500", "1000"], "Lab
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (initialisation and noise).")
 flags.DEFINE_bool("vectorize_seeds", False, "Train all seeds of a budget in one vmapped program.")
 flags.DEFINE_bool(
-    "vary_data_seed", True, "Set data_seed = seed, so each seed also draws its own labeled set."
+    "vary_data_seed",
+    True,
+    "Set data_seed = seed: with label_selection=balanced each seed draws its own labeled set "
+    "(and validation images); with first the labels are the same in every run, and summary.md "
+    "says so.",
 )
 flags.DEFINE_integer(
     "jobs",

@@ -270,3 +270,48 @@ def test_a_checkpoint_the_disk_cannot_hold_is_refused_before_it_is_written(refer
     results, reference = read_results(out / "run"), read_results(reference_run)
     for key in ("test_accuracy", "supervised_test_accuracy"):
         assert results[key] == reference[key], key
+
+
+@pytest.fixture(scope="module")
+def every_step(mnist, tmp_path_factory):
+    """The per-step metrics of a tiny tutorial run (log_every=1), and a run of the same training
+    logged every 5 steps and checkpointed every 2 (log_every changes no number it trains)."""
+    from sgan_jax.training import train
+
+    from .conftest import load_config, tiny
+
+    def config(**overrides):
+        return tiny(
+            load_config("sgan_mnist"), supervised_epochs=0, keep_checkpoints=20, **overrides
+        )
+
+    base = tmp_path_factory.mktemp("log_every")
+    train.train_and_evaluate(config(log_every=1), str(base / "per_step"))
+    train.train_and_evaluate(config(log_every=5, checkpoint_every=2), str(base / "every5"))
+    return config, {r["step"]: r for r in read_rows(base / "per_step")}, base / "every5"
+
+
+@pytest.mark.parametrize("resume_step", [10, 12])
+def test_log_every_changed_on_resume_logs_every_step_exactly_once(
+    every_step, tmp_path, resume_step
+):
+    """Resumed with log_every=3 at step 10 (logged under 5) or 12 (not logged, and a multiple
+    of 3): each row after it is the mean of exactly the steps since the row before, as the
+    per-step run logged them; none counted twice (10), none dropped (12, logged at once)."""
+    from sgan_jax.training import train
+
+    config, per_step, every5 = every_step
+    workdir = tmp_path / "resumed"
+    shutil.copytree(every5, workdir)
+    for step in steps_in(workdir / "checkpoints"):
+        if step > resume_step:
+            shutil.rmtree(workdir / "checkpoints" / str(step))
+    (workdir / "results.json").unlink()
+    train.train_and_evaluate(config(log_every=3, checkpoint_every=2), str(workdir))
+    logged = [r for r in read_rows(workdir) if "g_loss" in r]
+    assert [r["step"] for r in logged] == [5, 10, 12, 15, 18, 20]
+    for previous, row in zip(logged, logged[1:], strict=False):
+        window = range(previous["step"] + 1, row["step"] + 1)
+        for key in ("d_loss_supervised", "d_loss_unsupervised", "g_loss", "train_accuracy"):
+            mean = sum(per_step[s][key] for s in window) / len(window)
+            assert row[key] == pytest.approx(mean, rel=1e-5, abs=1e-6), (row["step"], key)

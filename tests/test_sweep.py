@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sgan_jax.runs import provenance
+from sgan_jax.sweeps import summary as summary_lib
 from sgan_jax.sweeps import sweep_results
 from sgan_jax.training import train
 
@@ -84,6 +85,11 @@ def test_sweep_writes_the_three_files(sweep_dir):
         "git_commit",
         "machine",
         "cpu_cores_usable",
+        "num_iterations",
+        "data_seed",
+        "num_validation",
+        "config_hash",
+        "selected_epoch",
     ]
     assert len(rows) == 8
     assert {(r["num_labeled"], r["seed"], r["method"]) for r in rows} == {
@@ -94,7 +100,8 @@ def test_sweep_writes_the_three_files(sweep_dir):
     summary = (sweep_dir / "summary.md").read_text()
     for budget in ("| 20 |", "| 100 |"):
         assert budget in summary
-    assert summary.count("(n=2)") == 6  # sgan, its validation-selected accuracy, the baseline
+    # sgan and the baseline, each final and validation-selected
+    assert summary.count("(n=2)") == 8
     sgan_20 = [
         float(r["test_accuracy"])
         for r in rows
@@ -110,10 +117,13 @@ def test_sweep_writes_the_three_files(sweep_dir):
         for seed in (0, 1):
             results = json.load(open(sweep_dir / f"labels{n}_seed{seed}" / "results.json"))
             line = (
-                f"| {n} | {seed} | first | 10 | {percent(results['test_accuracy'])} "
+                f"| {n} | {seed} | first | {seed} | sgan | 10 "
+                f"| {percent(results['test_accuracy'])} "
                 f"| {percent(results['selected_test_accuracy'])} "
                 f"({results['best_validation_step']}) "
-                f"| {percent(results['supervised_test_accuracy'])} |"
+                f"| {percent(results['supervised_test_accuracy'])} "
+                f"| {percent(results['selected_supervised_test_accuracy'])} "
+                f"(epoch {results['supervised_selected_epoch']}) |"
             )
             assert line in summary.splitlines(), (line, summary)
 
@@ -121,7 +131,7 @@ def test_sweep_writes_the_three_files(sweep_dir):
 def test_one_run_shows_no_spread(sweep_dir):
     """A budget with one finished seed: its mean alone, not a "± 0.00%" that reads as measured."""
     rows = [r for r in sweep_results.read_results_csv(sweep_dir / "results.csv") if r["seed"] == 0]
-    markdown = sweep_results.summary_markdown(sweep_results.summarise(rows), "one seed")
+    markdown = summary_lib.summary_markdown(summary_lib.summarise(rows), "one seed")
     by_budget = {line.split(" | ")[0]: line for line in table_lines(markdown)}
     assert "±" not in by_budget["| 20"] + by_budget["| 100"]
     for row in rows:
@@ -170,12 +180,13 @@ def test_status_prints_every_run_and_changes_nothing(sweep_dir, tmp_path):
             evals = [r for r in read_rows(folder) if "validation_accuracy" in r]
             best = max(evals, key=lambda r: r["validation_accuracy"])
             line = (
-                f"| {n} | {seed} | first | 10 of 20, unfinished "
+                f"| {n} | {seed} | first | {seed} | sgan | 10 of 20, unfinished "
                 f"| {percent(evals[-1]['test_accuracy'])} at 10 "
-                f"| {percent(best['test_accuracy'])} ({best['step']}) | – |"
+                f"| {percent(best['test_accuracy'])} ({best['step']}) | – | – |"
             )
             assert line in longer.splitlines(), (line, longer)
-        assert f"| {n} | 2 | first | not started | – | – | – |" in longer.splitlines()
+        not_started = f"| {n} | 2 | first | 2 | sgan | not started | – | – | – | – |"
+        assert not_started in longer.splitlines()
     assert snapshot() == before
     missing = run_script(
         "sweep.py", f"--workdir={tmp_path / 'none'}", *SWEEP_ARGS, "--status", check=False
@@ -389,6 +400,94 @@ def test_jobs_overlap_runs_and_shards_merge_into_the_whole_sweep(mnist, tmp_path
     assert {r["cpu_cores_usable"] for r in _rows(whole)} == {str(len(cores) // 2)}
     ran_on = f"- commit {commit}, {machine}, usable CPU cores {len(cores) // 2}: 2 runs"
     assert ran_on in (merged / "summary.md").read_text().splitlines()
+    # label_selection=first, no validation split: data_seed (= seed) chose nothing, and no
+    # table claims a spread over label draws.
+    assert {r["data_seed"] for r in _rows(whole)} == {"n/a"}
+    summary = (whole / "summary.md").read_text()
+    assert "the same in every run of a budget" in summary and "| 20 | 1 | first | n/a |" in summary
+    assert "drawn by data_seed" not in summary
+
+
+def test_each_vmapped_seed_records_its_own_wall_time(sweep_dir):
+    """The seeds of a budget trained together; each then trains its baseline in turn. Seed 1's
+    wall time stops at the end of training plus its own baseline: so between the end of training
+    and its `finished` stamp lies seed 0's baseline, which its wall time leaves out (the run
+    started fresh, so wall time counts from process_started)."""
+    for n in (20, 100):
+        first, second = (
+            json.load(open(sweep_dir / f"labels{n}_seed{seed}" / "results.json")) for seed in (0, 1)
+        )
+        baseline_0 = json.load(open(sweep_dir / f"labels{n}_seed0" / "supervised.json"))
+        assert second["vectorized_seeds"] == 2
+        left_out = second["finished"] - second["process_started"] - second["wall_seconds"]
+        assert left_out >= baseline_0["wall_seconds"], (left_out, baseline_0["wall_seconds"])
+
+
+def test_the_baseline_is_selected_by_validation_as_the_gan_is(sweep_dir):
+    """Both get a validation-selected figure from the same 100 held-out images; the baseline's
+    from its evaluated epochs, the best validation accuracy deciding."""
+    rows = [r for r in _rows(sweep_dir) if r["method"] == "supervised"]
+    assert len(rows) == 4
+    for row in rows:
+        folder = sweep_dir / f"labels{row['num_labeled']}_seed{row['seed']}"
+        results = json.load(open(folder / "results.json"))
+        baseline = json.load(open(folder / "supervised.json"))
+        best = max(baseline["evals"], key=lambda e: e["validation_accuracy"])
+        assert [e["epoch"] for e in baseline["evals"]] == [1, 2]
+        assert results["selected_supervised_test_accuracy"] == best["test_accuracy"]
+        assert float(row["selected_test_accuracy"]) == best["test_accuracy"]
+        assert int(row["selected_epoch"]) == results["supervised_selected_epoch"] == best["epoch"]
+    summary = (sweep_dir / "summary.md").read_text()
+    assert "by 100 labeled validation images held out of training" in summary
+
+
+def test_merging_a_tutorial_and_an_improved_sweep_is_refused(sweep_dir, tmp_path):
+    """Each row names its method and config: an improved sweep's rows cannot be averaged with
+    the tutorial's (their baselines, both "supervised", ran different configs)."""
+    improved = tmp_path / "improved"
+    run_script(
+        "sweep.py",
+        f"--workdir={improved}",
+        "--config=experiments/configs/improved_mnist.py",
+        f"--config.test_examples={TEST_EXAMPLES}",
+        "--num_labeled=100",
+        "--seeds=0",
+        "--config.num_iterations=5",
+        "--config.supervised_epochs=1",
+        "--config.num_validation=100",
+    )
+    rows = _rows(improved)
+    assert {r["method"] for r in rows} == {"improved_gan", "supervised"}
+    assert len({r["config_hash"] for r in rows}) == 1 and rows[0]["num_iterations"] == "5"
+    assert rows[0]["data_seed"] == "0" and rows[0]["num_validation"] == "100"
+    merged = tmp_path / "merged"
+    refused = run_script(
+        "merge_sweeps.py", f"--sweeps={sweep_dir},{improved}", f"--workdir={merged}", check=False
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sweeps: supervised rows come from two configs: ")
+    assert rows[0]["config_hash"] in last and not merged.exists()
+
+
+def test_an_older_results_csv_is_migrated_by_naming_its_method(sweep_dir, tmp_path):
+    """A results.csv from before rows named their method says "sgan" for every GAN: merging it
+    needs --legacy_method, and its rows then say that their config was not kept."""
+    old = tmp_path / "old"
+    old.mkdir()
+    with open(sweep_dir / "results.csv") as f:
+        rows = [{k: r[k] for k in list(r)[:12]} for r in csv.DictReader(f)]
+    with open(old / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    refused = run_script("merge_sweeps.py", f"--sweeps={old}", f"--workdir={old}", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: legacy_method: ")
+    run_script("merge_sweeps.py", f"--sweeps={old}", f"--workdir={old}", "--legacy_method=sgan")
+    migrated = _rows(old)
+    assert {r["config_hash"] for r in migrated} == {"not kept"}
+    assert [r["test_accuracy"] for r in migrated] == [r["test_accuracy"] for r in _rows(sweep_dir)]
 
 
 def test_tensorboard_on_the_sweep_folder_shows_every_run(sweep_dir):

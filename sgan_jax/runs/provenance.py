@@ -27,7 +27,7 @@ def _version(package: str) -> str:
 @functools.cache  # the code this process loaded: a sweep's later runs must not see a newer HEAD
 def git_commit() -> str:
     """The commit of this checkout, with "-dirty" if it has uncommitted changes."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True

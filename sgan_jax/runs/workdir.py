@@ -149,6 +149,10 @@ def results(config, workdir: str, step: int, final_eval, baseline, best, summary
         label_selection=config.label_selection,
         seed=config.seed,
         data_seed=config.data_seed,
+        # Whether data_seed chose anything: the labels (balanced) or the validation images.
+        # With label_selection=first and no validation split every seed trains on the same
+        # images, whatever data_seed says.
+        data_seed_applies=data_seed_applies(config),
         num_iterations=config.num_iterations,
         test_examples=config.test_examples,  # 0: the whole test split
         final_step=step,
@@ -166,8 +170,15 @@ def results(config, workdir: str, step: int, final_eval, baseline, best, summary
             best_validation_step=best.get("step"),
             selected_test_accuracy=best.get("test_accuracy"),
             supervised_validation_accuracy=baseline.get("validation_accuracy"),
+            # The baseline chosen as the SGAN is, by the same validation split.
+            selected_supervised_test_accuracy=baseline.get("selected_test_accuracy"),
+            supervised_selected_epoch=baseline.get("selected_epoch"),
         )
     return out
+
+
+def data_seed_applies(config) -> bool:
+    return config["label_selection"] != "first" or config["num_validation"] > 0
 
 
 def format_duration(seconds: float) -> str:

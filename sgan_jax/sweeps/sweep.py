@@ -19,6 +19,7 @@ from sgan_jax.runs import metrics, sharding
 from sgan_jax.runs import workdir as workdir_lib
 from sgan_jax.runs.errors import ConfigError
 from sgan_jax.sweeps import jobs, sweep_results
+from sgan_jax.sweeps import summary as summary_lib
 from sgan_jax.training import config as config_lib
 from sgan_jax.training import train
 
@@ -119,14 +120,14 @@ def print_status(base_config, workdir: str, budgets, seeds, options: Options = O
     finished, unfinished = _split_plan(base_config, workdir, budgets, seeds, options)
     rows, _ = sweep_results.collect_rows(workdir, budgets, seeds, only=set(finished))
     progress_rows = [sweep_results.progress_row(folder, c) for c, folder in unfinished]
-    summary = sweep_results.summarise(rows)
-    text = sweep_results.sweep_markdown(summary, rows, _title(base_config), progress_rows)
+    summary = summary_lib.summarise(rows)
+    text = summary_lib.sweep_markdown(summary, rows, _title(base_config), progress_rows)
     print(text, flush=True)
 
 
 def _title(base_config) -> str:
     return (
-        f"{base_config.dataset}: {base_config.model} recipe, "
+        f"{base_config.dataset}: {base_config.method} ({base_config.model} networks), "
         f"{base_config.num_iterations} iterations"
     )
 
@@ -188,7 +189,8 @@ def _run_in_process(pending, vectorize_seeds: bool, on_end) -> None:
 def _run_in_processes(pending, options: Options, on_end) -> None:
     """Each run as a train.py process, `options.jobs` at a time, one per slot."""
     slots = jobs.make_slots(options.jobs, *jobs.probe_devices())
-    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "train.py")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(repo, "experiments", "train.py")
     runs = []
     for config, folder in pending:
         workdir_lib.create(folder)

@@ -1,18 +1,22 @@
-"""A sweep's tables: results.csv and curves.csv rows from the runs' files, mean ± std per label
-budget and a line per run (summary.md, and `sweep.py --status` while runs are unfinished), the
-plots, and merging several sweeps into one.
+"""A sweep's rows: results.csv and curves.csv from the runs' files, what each row ran (method,
+config hash, label draw), the files and plots written from them, and merging several sweeps.
+summary.md's text is `summary`'s.
 """
 
 import collections
 import csv
+import hashlib
 import io
+import json
 import os
 
-import numpy as np
-
+from sgan_jax import methods
 from sgan_jax.runs import metrics, plots
 from sgan_jax.runs import workdir as workdir_lib
 from sgan_jax.runs.errors import ConfigError
+from sgan_jax.sweeps import summary as summary_lib
+from sgan_jax.sweeps.summary import BASELINE
+from sgan_jax.training import config as config_lib
 from sgan_jax.training import progress
 
 # The first five are the original columns; later ones are appended, so readers keep working.
@@ -29,10 +33,18 @@ CSV_COLUMNS = (
     "git_commit",  # what ran, and where: a CPU run repeats bit for bit only on the same cores
     "machine",
     "cpu_cores_usable",
+    "num_iterations",  # what ran: the method column names the GAN's method (or "supervised")
+    "data_seed",  # "n/a" where it chose nothing (label_selection=first, no validation split)
+    "num_validation",
+    "config_hash",  # the config but its per-run and runtime keys; "not kept" for older rows
+    "selected_epoch",  # the baseline's, at its best validation accuracy
 )
+# Keys that differ between the runs of one sweep, besides the runtime keys: a config hash
+# leaves them out, so that one sweep (or merged sweeps of one experiment) has one hash.
+PER_RUN_KEYS = ("num_labeled", "seed", "data_seed", "label_selection")
+NOT_KEPT = "not kept"
 CURVE_KEYS = ("step", "test_accuracy", "validation_accuracy")
 CURVE_COLUMNS = ("num_labeled", "seed", "label_selection", *CURVE_KEYS)
-SELECTED = "sgan, validation-selected"
 
 
 def run_name(num_labeled: int, seed: int) -> str:
@@ -64,11 +76,28 @@ def collect_rows(workdir: str, budgets, seeds, only=None) -> tuple[list[dict], l
     return rows, curves
 
 
+def config_hash(config: dict) -> str:
+    """8 hex digits of the config's keys that matter to its method, runtime and per-run keys
+    left out, as the sweep writes them to results.csv."""
+    kept = {
+        k: v
+        for k, v in config_lib.comparable(config).items()
+        if k not in workdir_lib.RUNTIME_KEYS and k not in PER_RUN_KEYS
+    }
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
     results = metrics.read_json(os.path.join(folder, "results.json"))
+    config = workdir_lib.saved_config(folder) or {}
     baseline_path = os.path.join(folder, "supervised.json")
     baseline = metrics.read_json(baseline_path) if os.path.exists(baseline_path) else {}
     host = results.get("host") or {}  # absent in runs from before it was recorded
+    # Older results.json lack data_seed_applies; their validation accuracy tells the split.
+    applies = results.get(
+        "data_seed_applies",
+        results.get("label_selection") != "first" or "validation_accuracy" in results,
+    )
     common = dict(
         num_labeled=num_labeled,
         seed=seed,
@@ -77,11 +106,15 @@ def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
         # The accelerator's kind; on CPU ("cpu") the processor's name.
         machine=host.get("cpu_model") if results.get("device") == "cpu" else results.get("device"),
         cpu_cores_usable=host.get("cpu_cores_usable"),
+        num_iterations=results.get("num_iterations"),
+        data_seed=results.get("data_seed") if applies else "n/a",
+        num_validation=config.get("num_validation"),
+        config_hash=config_hash(config) if config else NOT_KEPT,
     )
     rows = [
         dict(
             common,
-            method="sgan",
+            method=config_lib.comparable(config)["method"],
             test_accuracy=results["test_accuracy"],
             wall_seconds=results["wall_seconds"] - baseline.get("wall_seconds", 0.0),
             final_step=results["final_step"],
@@ -93,65 +126,14 @@ def _run_rows(folder: str, num_labeled: int, seed: int) -> list[dict]:
         rows.append(
             dict(
                 common,
-                method="supervised",
+                method=BASELINE,
                 test_accuracy=results["supervised_test_accuracy"],
                 wall_seconds=baseline.get("wall_seconds", float("nan")),
+                selected_test_accuracy=baseline.get("selected_test_accuracy"),
+                selected_epoch=baseline.get("selected_epoch"),
             )
         )
     return rows
-
-
-def summarise(rows: list[dict]) -> dict:
-    """summary[method][num_labeled] = (mean, std, n) of test accuracy; std with ddof=1. Rows of
-    several label selections (merged sweeps) are kept apart: "sgan, first labels"."""
-    groups: dict = {}
-    selections = {row.get("label_selection") for row in rows}
-
-    def add(method, row, value):
-        if len(selections) > 1:
-            method = f"{method}, {row.get('label_selection')} labels"
-        groups.setdefault(method, {}).setdefault(row["num_labeled"], []).append(value)
-
-    for row in rows:
-        add(row["method"], row, row["test_accuracy"])
-        if row.get("selected_test_accuracy") is not None:
-            add(SELECTED, row, row["selected_test_accuracy"])
-    return {
-        method: {
-            budget: (
-                float(np.mean(values)),
-                float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                len(values),
-            )
-            for budget, values in by_budget.items()
-        }
-        for method, by_budget in groups.items()
-    }
-
-
-def summary_markdown(summary: dict, title: str) -> str:
-    budgets = sorted({b for by_budget in summary.values() for b in by_budget})
-    methods = sorted(summary)
-    lines = [
-        f"# {title}",
-        "",
-        "Test accuracy, mean ± std over seeds (n runs).",
-        "",
-        "| labels | " + " | ".join(methods) + " |",
-        "|---:|" + "---:|" * len(methods),
-    ]
-    for budget in budgets:
-        cells = []
-        for method in methods:
-            if budget in summary[method]:
-                mean, std, n = summary[method][budget]
-                # One run has no spread: "± 0.00%" would read as a measured one.
-                spread = f" ± {100 * std:.2f}" if n > 1 else ""
-                cells.append(f"{100 * mean:.2f}{spread}% (n={n})")
-            else:
-                cells.append("–")
-        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def progress_row(folder: str, config) -> dict:
@@ -163,8 +145,10 @@ def progress_row(folder: str, config) -> dict:
     return dict(
         num_labeled=config.num_labeled,
         seed=config.seed,
-        method="sgan",
+        method=config.method,
         label_selection=config.label_selection,
+        data_seed=config.data_seed if workdir_lib.data_seed_applies(config) else "n/a",
+        num_validation=config.num_validation,
         num_iterations=config.num_iterations,
         latest_step=rows[-1]["step"] if rows else None,
         test_accuracy=evals[-1]["test_accuracy"] if evals else None,
@@ -174,83 +158,42 @@ def progress_row(folder: str, config) -> dict:
     )
 
 
-def _percent(value) -> str:
-    return "–" if value is None else f"{100 * value:.2f}%"
-
-
-def _iterations(row: dict) -> str:
-    if row.get("final_step") is not None:
-        return f"{row['final_step']:,}"
-    if row.get("latest_step") is None:
-        return "not started"
-    return f"{row['latest_step']:,} of {row['num_iterations']:,}, unfinished"
-
-
-def runs_markdown(rows: list[dict]) -> str:
-    """A line per SGAN run: iterations, test accuracy (the latest eval's, with its step, for an
-    unfinished run), the validation-selected accuracy and its step, and the baseline."""
-
-    def key(row):
-        return (row["num_labeled"], row["seed"], row.get("label_selection") or "")
-
-    baselines = {key(r): r["test_accuracy"] for r in rows if r["method"] == "supervised"}
-    lines = [
-        "| labels | seed | label selection | iterations | test accuracy "
-        "| validation-selected (step) | supervised |",
-        "|---:|---:|---|---:|---:|---:|---:|",
-    ]
-    for row in sorted((r for r in rows if r["method"] == "sgan"), key=key):
-        test = _percent(row["test_accuracy"])
-        if row.get("test_step") is not None:
-            test += f" at {row['test_step']:,}"
-        selected = _percent(row.get("selected_test_accuracy"))
-        if row.get("selected_step") is not None:
-            selected += f" ({row['selected_step']:,})"
-        cells = [row["num_labeled"], row["seed"], row.get("label_selection") or "–"]
-        cells += [_iterations(row), test, selected, _percent(baselines.get(key(row)))]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def sweep_markdown(summary: dict, rows: list[dict], title: str, unfinished=()) -> str:
-    """summary.md: mean ± std (`summary`, of the finished runs' `rows`), then a line per run,
-    finished or not (`unfinished`: progress_row lines, for `sweep.py --status`)."""
-    if rows:
-        head = summary_markdown(summary, title)
-    else:
-        head = f"# {title}\n\nNo run has finished yet.\n"
-    tail = provenance_markdown(rows) if rows else ""
-    return head + "\nPer run:\n\n" + runs_markdown([*rows, *unfinished]) + tail
-
-
-def provenance_markdown(rows: list[dict]) -> str:
-    """The finished runs by commit, machine and usable CPU cores, with their numbers."""
-    counts = collections.Counter(
-        (r.get("git_commit") or "unknown", r.get("machine") or "unknown", r.get("cpu_cores_usable"))
-        for r in rows
-        if r["method"] == "sgan"
-    )
-    lines = ["", "Ran on:", ""]
-    for (commit, machine, cores), count in sorted(counts.items(), key=str):
-        runs = f"{count} run" + ("s" if count > 1 else "")
-        lines.append(f"- commit {commit}, {machine}, usable CPU cores {cores or '?'}: {runs}")
-    return "\n".join(lines) + "\n"
-
-
 def _parse(value: str, kind):
     return kind(value) if value not in ("", None) else None
 
 
-def read_results_csv(path: str) -> list[dict]:
-    """results.csv rows; columns an older sweep did not write read as None."""
-    kinds = dict(num_labeled=int, seed=int, test_accuracy=float, wall_seconds=float)
-    kinds.update(final_step=int, selected_test_accuracy=float, selected_step=int)
-    kinds.update(cpu_cores_usable=int)
+def _int_or_text(value: str):
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+_KINDS = dict(num_labeled=int, seed=int, test_accuracy=float, wall_seconds=float, final_step=int)
+_KINDS.update(selected_test_accuracy=float, selected_step=int, cpu_cores_usable=int)
+_KINDS.update(num_iterations=int, num_validation=int, selected_epoch=int, data_seed=_int_or_text)
+
+
+def read_results_csv(path: str, legacy_method: str | None = None) -> list[dict]:
+    """results.csv rows; columns an older sweep did not write read as None. Files written before
+    rows named their method call every GAN row "sgan", whatever ran: `legacy_method` says
+    which method it was, and their config hash reads "not kept"."""
     with open(path, newline="") as f:
-        return [
-            {key: _parse(row.get(key), kinds.get(key, str)) for key in CSV_COLUMNS}
-            for row in csv.DictReader(f)
+        reader = csv.DictReader(f)
+        legacy = "config_hash" not in (reader.fieldnames or ())
+        rows = [
+            {key: _parse(row.get(key), _KINDS.get(key, str)) for key in CSV_COLUMNS}
+            for row in reader
         ]
+    if not legacy:
+        return rows
+    if legacy_method is None:
+        raise ConfigError(
+            "legacy_method",
+            f"{path} is from before rows named their method; give the method its GAN rows ran",
+        )
+    for row in rows:
+        if row["method"] != BASELINE:
+            row["method"] = legacy_method
+        row["config_hash"] = NOT_KEPT
+    return rows
 
 
 def read_curves_csv(path: str) -> list[dict]:
@@ -264,15 +207,37 @@ def read_curves_csv(path: str) -> list[dict]:
         ]
 
 
-def merge_sweeps(sweep_dirs, workdir: str, title: str) -> None:
-    """One results.csv, summary.md and plot from the results.csv of several sweeps, e.g. the
-    small budgets and the all-label upper bound, run with different settings or machines."""
-    rows = []
+def _check_one_config_per_method(rows: list[dict], sources: list[str]) -> None:
+    """Refuses rows of one method from different configs: their mean would mix experiments."""
+    first = {}
+    for row, source in zip(rows, sources, strict=True):
+        config = row.get("config_hash") or NOT_KEPT
+        seen = first.setdefault(row["method"], (config, source))
+        if seen[0] != config:
+            raise ConfigError(
+                "sweeps",
+                f"{row['method']} rows come from two configs: {seen[0]} ({seen[1]}) and "
+                f"{config} ({source}); merge runs of one config",
+            )
+
+
+def merge_sweeps(sweep_dirs, workdir: str, title: str, legacy_method: str | None = None) -> None:
+    """One results.csv, summary.md and plot from the results.csv of several sweeps of one
+    experiment (e.g. seeds run on different machines, or both label selections): rows of one
+    method must share a config, and a (num_labeled, seed, method, label_selection) appear once."""
+    if legacy_method is not None and legacy_method not in methods.names():
+        raise ConfigError(
+            "legacy_method", f"must be one of {', '.join(methods.names())}; got {legacy_method!r}"
+        )
+    rows, sources = [], []
     for sweep_dir in sweep_dirs:
         path = os.path.join(sweep_dir, "results.csv")
         if not os.path.exists(path):
             raise ConfigError("sweeps", f"{path} does not exist")
-        rows += read_results_csv(path)
+        read = read_results_csv(path, legacy_method)
+        rows += read
+        sources += [sweep_dir] * len(read)
+    _check_one_config_per_method(rows, sources)
     counts = collections.Counter(
         (r["num_labeled"], r["seed"], r["method"], r["label_selection"] or "") for r in rows
     )
@@ -282,9 +247,9 @@ def merge_sweeps(sweep_dirs, workdir: str, title: str) -> None:
             "sweeps",
             f"(num_labeled, seed, method, label_selection) {repeated[0]} is in two sweeps",
         )
+    curves = [c for d in sweep_dirs for c in read_curves_csv(os.path.join(d, "curves.csv"))]
     workdir_lib.create(workdir)
     rows.sort(key=lambda r: (r["num_labeled"], r["seed"], r["method"]))
-    curves = [c for d in sweep_dirs for c in read_curves_csv(os.path.join(d, "curves.csv"))]
     print(write_outputs(workdir, rows, curves, title), flush=True)
 
 
@@ -300,8 +265,8 @@ def write_outputs(workdir: str, rows: list[dict], curves: list[dict], title: str
     """results.csv, summary.md, accuracy_vs_labels.png; with eval curves also curves.csv and
     accuracy_vs_steps.png. Returns summary.md's text."""
     _write_csv(os.path.join(workdir, "results.csv"), CSV_COLUMNS, rows)
-    summary = summarise(rows)
-    text = sweep_markdown(summary, rows, title)
+    summary = summary_lib.summarise(rows)
+    text = summary_lib.sweep_markdown(summary, rows, title)
     metrics.atomic_write_text(os.path.join(workdir, "summary.md"), text)
     plots.plot_accuracy_vs_labels(summary, os.path.join(workdir, "accuracy_vs_labels.png"), title)
     if curves:

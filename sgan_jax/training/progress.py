@@ -5,6 +5,8 @@ training rate; the metrics row, the NaN check and the progress line."""
 import dataclasses
 import time
 
+import jax.numpy as jnp
+import numpy as np
 from absl import logging
 
 from sgan_jax.runs import workdir
@@ -41,9 +43,10 @@ class Clock:
 
     process_start: float
     before: float = 0.0  # the run's seconds up to the checkpoint this process resumed from
+    ended: float | None = None  # a stopped clock reads the time it was stopped at
 
     def process_seconds(self) -> float:
-        return time.time() - self.process_start
+        return (self.ended or time.time()) - self.process_start
 
     def run_seconds(self) -> float:
         return self.before + self.process_seconds()
@@ -127,6 +130,27 @@ def row(step, host, evals, is_log, rate, clock, names) -> dict:
         row["elapsed_seconds"] = clock.run_seconds()
         row["process_elapsed_seconds"] = clock.process_seconds()
     return row
+
+
+def resumed_window(state, rows, start_step: int, log_every: int, clock, names):
+    """(state, row or None) for a run resumed at `start_step`. The train step starts a fresh
+    window of metric sums at each multiple of log_every; a checkpoint carries the sums since the
+    last logged step. If `start_step` was logged, its window is closed (a multiple of another
+    log_every, or the last step of a run now lengthened, would count it again). If not, and the
+    step starts a window now, the carried steps are logged at `start_step` before they reset."""
+    logged = any(r["step"] == start_step and names[0] in r for r in rows)
+    count = int(np.asarray(state.metric_count))
+    if not start_step or count == 0:
+        return state, None
+    closed = state.replace(metric_count=jnp.zeros_like(state.metric_count))
+    if logged:
+        return closed, None
+    if log_every and start_step % log_every == 0:
+        host = {"metric_sums": np.asarray(state.metric_sums), "metric_count": count}
+        window = row(start_step, host, {}, True, float("nan"), clock, names)
+        del window["it_per_s"]  # this process trained none of it
+        return closed, window
+    return state, None
 
 
 def check_finite(host: dict, checkpointer, names) -> None:

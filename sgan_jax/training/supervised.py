@@ -79,10 +79,23 @@ def _initial_network(config, discriminator, dataset, split, key):
     return network, state_lib.create_ema(params, config.supervised_ema_decay)
 
 
+# The baseline's evaluations for model selection: about this many, evenly over its epochs.
+SELECTION_EVALS = 30
+
+
+def _selection_epochs(num_epochs: int) -> set[int]:
+    """The epochs (1-based) after which the baseline is evaluated for selection; the last one
+    always."""
+    every = max(1, num_epochs // SELECTION_EVALS)
+    return {e for e in range(1, num_epochs + 1) if e % every == 0} | {num_epochs}
+
+
 def train_supervised(
     config, discriminator, dataset, split, evaluate, place=lambda x: x, shard_batch=lambda x: x
 ) -> dict:
-    """Trains the baseline; returns its test (and validation) accuracy and per-epoch history.
+    """Trains the baseline; returns its test (and validation) accuracy, per-epoch history and,
+    with a validation split, the test accuracy at its best validation epoch, chosen as the
+    SGAN's is: the same evaluated weights, the validation split alone deciding.
 
     `evaluate(params, images, labels)` is the SGAN's jitted evaluation; `place` puts arrays on
     the devices.
@@ -97,6 +110,12 @@ def train_supervised(
     num_batches = -(-num_labeled // config.batch_size)
     make_order = jax.jit(epoch_order, static_argnums=(1, 2, 3))
     history = {"loss": [], "accuracy": []}
+    sets = {"test": place((dataset.test_images, dataset.test_labels))}
+    if len(split.validation):
+        sets["validation"] = place(
+            (dataset.train_images[split.validation], dataset.train_labels[split.validation])
+        )
+    evals, selection_epochs = [], _selection_epochs(config.supervised_epochs)
     for epoch in range(config.supervised_epochs):
         order = make_order(
             jax.random.fold_in(key, 2 + epoch), num_labeled, num_batches, config.batch_size
@@ -108,24 +127,29 @@ def train_supervised(
         history["loss"].append(float(loss_sum / count))
         history["accuracy"].append(float(correct / count))
         carry = (network, ema, jnp.zeros_like(sums))
+        if "validation" in sets and epoch + 1 in selection_epochs:
+            params = ema.params if ema is not None else network.params
+            evals.append(dict(epoch=epoch + 1, **_accuracies(evaluate, params, sets)))
     network, ema, _ = carry
     eval_params = ema.params if ema is not None else network.params
-    result = dict(
-        test_accuracy=float(
-            sharding.to_host(
-                evaluate(eval_params, *place((dataset.test_images, dataset.test_labels)))
-            )
-        ),
-        history=history,
-        epochs=config.supervised_epochs,
-    )
-    if len(split.validation):
-        validation = place(
-            (dataset.train_images[split.validation], dataset.train_labels[split.validation])
+    result = dict(**_accuracies(evaluate, eval_params, sets), history=history)
+    result["epochs"] = config.supervised_epochs
+    if evals:
+        best = max(evals, key=lambda e: e["validation_accuracy"])  # the first of ties
+        result.update(
+            evals=evals,
+            selected_test_accuracy=best["test_accuracy"],
+            selected_epoch=best["epoch"],
         )
-        result["validation_accuracy"] = float(sharding.to_host(evaluate(eval_params, *validation)))
     result["wall_seconds"] = time.time() - start
     return result
+
+
+def _accuracies(evaluate, params, sets: dict) -> dict:
+    return {
+        f"{name}_accuracy": float(sharding.to_host(evaluate(params, *arrays)))
+        for name, arrays in sets.items()
+    }
 
 
 def baseline_for_run(config, workdir, discriminator, dataset, split, evaluate, mesh) -> dict:

@@ -143,7 +143,23 @@ def _resume(runs, states, changes, clock: progress.Clock) -> tuple[list, int]:
             start_step,
             enabled=sharding.is_primary() and run.config.tensorboard,
         )
-    return states, start_step
+    return [
+        _close_window(run, s, start_step, clock) for run, s in zip(runs, states, strict=True)
+    ], start_step
+
+
+def _close_window(run: _Run, state, start_step: int, clock: progress.Clock):
+    """The restored state, its metric window closed where the resumed schedule would otherwise
+    log a step twice or drop one (log_every may change on resume, or a finished run be
+    lengthened); the window's row is written here when the new schedule would drop it."""
+    names = methods.get(run.config.method).metric_names
+    state, row = progress.resumed_window(
+        state, run.writer.rows, start_step, run.config.log_every, clock, names
+    )
+    if row is not None:
+        run.writer.write(row)
+        run.events.scalars(row)
+    return state
 
 
 def _seconds_before(run: _Run, step: int) -> float:
@@ -203,8 +219,10 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
             mesh_devices=mesh.size,
             **origin,
         )
+        # The seeds trained together share this much time; each adds its own baseline's.
+        shared = progress.Clock(clock.process_start, clock.before, ended=time.time())
         return [
-            _finish(run, step, final_eval, summary, clock, discriminator, dataset, compiled, mesh)
+            _finish(run, step, final_eval, summary, shared, discriminator, dataset, compiled, mesh)
             for run, final_eval in zip(runs, final_evals, strict=True)
         ]
 
@@ -228,8 +246,11 @@ def _count(seed_batched_params) -> int:
     return sum(x[0].size for x in jax.tree.leaves(seed_batched_params))
 
 
-def _finish(run, step, final_eval, summary, clock, discriminator, dataset, compiled, mesh):
-    """The baseline, then results.json, the plots and the printed table of one seed."""
+def _finish(run, step, final_eval, summary, shared, discriminator, dataset, compiled, mesh):
+    """The baseline, then results.json, the plots and the printed table of one seed. Its wall
+    time is the time the seeds shared (`shared`, a clock stopped at the end of training) plus its
+    own finishing, never another seed's baseline."""
+    started = time.time()
     baseline = supervised.baseline_for_run(
         run.config, run.workdir, discriminator, dataset, run.split, compiled.evaluate_one, mesh
     )
@@ -242,9 +263,9 @@ def _finish(run, step, final_eval, summary, clock, discriminator, dataset, compi
         run.tracker.best,
         dict(
             summary,
-            wall_seconds=clock.run_seconds(),
-            process_wall_seconds=clock.process_seconds(),
-            process_started=clock.process_start,
+            wall_seconds=shared.run_seconds() + time.time() - started,
+            process_wall_seconds=shared.process_seconds() + time.time() - started,
+            process_started=shared.process_start,
             finished=time.time(),
         ),
     )
