@@ -99,3 +99,33 @@ def test_auto_picks_matmul_on_cpu():
     assert conv.resolve_impl("auto") == "matmul"
     with pytest.raises(ValueError):
         conv.resolve_impl("cudnn")
+
+
+@pytest.mark.parametrize("impl", ["matmul", "xla"])
+def test_theano_aligned_padding_is_the_exact_transpose_of_a_pad_2_convolution(impl):
+    """The Improved-GAN CIFAR-10 generator's deconvolutions are Theano's gradient of a stride-2
+    5x5 convolution with pad=2 on both sides: pad_low=2 computes it (with the kernel flipped and
+    its channels swapped, a reparameterisation); lax's "SAME" is shifted by a pixel. And a
+    stride-2 convolution with explicit (1, 1) padding is Theano's pad=1."""
+    kernel = jax.random.normal(jax.random.key(1), (5, 5, 3, 6))  # 8x8x3 -> 4x4x6, pad 2
+
+    def forward(images):
+        return jax.lax.conv_general_dilated(
+            images, kernel, (2, 2), [(2, 2), (2, 2)], dimension_numbers=conv.DIMENSION_NUMBERS
+        )
+
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 6))
+    _, transpose = jax.vjp(forward, jnp.zeros((2, 8, 8, 3)))
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    ours = conv.conv_transpose2d(x, flipped, (2, 2), impl, pad_low=2)
+    np.testing.assert_allclose(ours, transpose(x)[0], atol=1e-4)
+    same = conv.conv_transpose2d(x, flipped, (2, 2), impl)
+    assert not np.allclose(same, transpose(x)[0], atol=1e-2)
+    images = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))
+    small = jax.random.normal(jax.random.key(3), (3, 3, 3, 8))
+    padded = conv.conv2d(images, small, (2, 2), impl, ((1, 1), (1, 1)))
+    reference = jax.lax.conv_general_dilated(
+        images, small, (2, 2), [(1, 1), (1, 1)], dimension_numbers=conv.DIMENSION_NUMBERS
+    )
+    assert padded.shape == (2, 16, 16, 8)
+    np.testing.assert_allclose(padded, reference, atol=1e-4)

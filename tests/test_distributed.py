@@ -70,7 +70,7 @@ def test_two_processes_train_like_one_process(reference_run, tmp_path):
     step = int(stopped[0].split("at step ")[1].split(";")[0])
     assert step < 20 and (sweep / "labels100_seed0" / "checkpoints" / str(step)).is_dir()
     outputs = _run_two_processes("sweep.py", *sweep_args)
-    assert "recipe" in outputs[0][0] and "recipe" not in outputs[1][0]  # one summary
+    assert "Per run:" in outputs[0][0] and "Per run:" not in outputs[1][0]  # one summary
     assert sorted(os.listdir(sweep)) == [
         "accuracy_vs_labels.png",
         "accuracy_vs_steps.png",

@@ -98,7 +98,8 @@ def test_matmul_precision_is_in_force_while_training(tutorial_config, monkeypatc
 
 def test_deterministic_sets_xla_flag_before_jax_starts():
     script = (
-        "import os, jax; from sgan_jax import provenance; from tests.conftest import load_config\n"
+        "import os, jax; from sgan_jax.runs import provenance\n"
+        "from tests.conftest import load_config\n"
         "config = load_config('sgan_mnist'); config.deterministic = True\n"
         "provenance.apply_xla_settings(config); jax.devices()\n"
         "provenance.apply_xla_settings(config)\n"  # started on CPU already: nothing to do

@@ -11,11 +11,27 @@ them.
 import jax
 
 from sgan_jax.methods import base, losses, sgan
+from sgan_jax.runs.errors import ConfigError
 
 
 class ImprovedGAN(sgan.SGAN):
     name = "improved_gan"
+    config_defaults = dict(**sgan.SGAN.config_defaults, feature_distance="squared")
+    config_help = dict(
+        **sgan.SGAN.config_help,
+        feature_distance="squared: mean((m_real - m_fake)^2), the MNIST code's | absolute: "
+        "mean(|m_real - m_fake|), the CIFAR-10 and SVHN code's",
+    )
     streams = {"unlabeled_g": base.Stream(pool="unlabeled", key_id=9)}
+
+    def check_config(self, config) -> None:
+        super().check_config(config)
+        if config.feature_distance not in losses.FEATURE_DISTANCES:
+            raise ConfigError(
+                "feature_distance",
+                f"must be one of {', '.join(losses.FEATURE_DISTANCES)}; "
+                f"got {config.feature_distance!r}",
+            )
 
     def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key):
         real_key, fake_key = jax.random.split(key)
@@ -25,7 +41,7 @@ class ImprovedGAN(sgan.SGAN):
         real_features = jax.lax.stop_gradient(real_features)
         fake = nets.generate(g_params, z_key)
         _, fake_features = nets.discriminate(d_params, fake, fake_key, return_features=True)
-        loss = losses.feature_matching_loss(real_features, fake_features)
+        loss = losses.feature_matching_loss(real_features, fake_features, config.feature_distance)
         return loss, dict(g_loss=loss)
 
 

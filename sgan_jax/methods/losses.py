@@ -43,9 +43,16 @@ def non_saturating_generator_loss(logits):
     return real_loss(logits)
 
 
-def feature_matching_loss(real_features, fake_features):
-    """Squared distance between the mean features of real and generated batches."""
-    return jnp.mean(jnp.square(real_features.mean(axis=0) - fake_features.mean(axis=0)))
+FEATURE_DISTANCES = ("squared", "absolute")
+
+
+def feature_matching_loss(real_features, fake_features, distance: str = "squared"):
+    """The mean over features of the squared (the MNIST code's) or absolute (the CIFAR-10 and
+    SVHN code's) difference between the mean features of real and generated batches."""
+    difference = real_features.mean(axis=0) - fake_features.mean(axis=0)
+    if distance == "absolute":
+        return jnp.mean(jnp.abs(difference))
+    return jnp.mean(jnp.square(difference))
 
 
 def accuracy(logits, labels):

@@ -11,7 +11,9 @@ matrix products. So on CPU every convolution here becomes matrix products over s
   stride-1 convolution over exactly the kernel taps that reach it (no zero taps).
 
 `impl="xla"` calls `lax` directly (best on GPU/TPU, where cuDNN and friends do the work).
-Layout is NHWC with HWIO kernels, as in flax; padding is always "SAME", as in the models here.
+Layout is NHWC with HWIO kernels, as in flax. Padding is "SAME" unless a layer gives it
+explicitly, as the Improved-GAN CIFAR-10 and SVHN networks do to match Theano's alignment
+(`pad=1` on both sides of a stride-2 convolution, where "SAME" pads only after).
 """
 
 from collections.abc import Sequence
@@ -73,15 +75,21 @@ def _shift_add(x, kernel, padding):
     return out
 
 
-def conv2d(x, kernel, strides: Sequence[int] = (1, 1), impl: str = "auto"):
-    """Equals `lax.conv_general_dilated(x, kernel, strides, "SAME")` (what `nn.Conv` computes)."""
+def conv2d(x, kernel, strides: Sequence[int] = (1, 1), impl: str = "auto", padding=None):
+    """Equals `lax.conv_general_dilated(x, kernel, strides, padding)` (what `nn.Conv` computes);
+    `padding` is ((low, high), (low, high)), or None for "SAME"."""
     strides = tuple(strides)
+    kh, kw, cin, cout = kernel.shape
+    if padding is None:
+        padding = (
+            same_padding(x.shape[1], kh, strides[0]),
+            same_padding(x.shape[2], kw, strides[1]),
+        )
+    padding = tuple(tuple(p) for p in padding)
     if resolve_impl(impl) == "xla":
         return lax.conv_general_dilated(
-            x, kernel, strides, "SAME", dimension_numbers=DIMENSION_NUMBERS
+            x, kernel, strides, padding, dimension_numbers=DIMENSION_NUMBERS
         )
-    kh, kw, cin, cout = kernel.shape
-    padding = (same_padding(x.shape[1], kh, strides[0]), same_padding(x.shape[2], kw, strides[1]))
     if strides == (1, 1) and kh * kw * cout <= cin:
         return _shift_add(x, kernel, padding)
     return _im2col_matmul(jnp.pad(x, ((0, 0), *padding, (0, 0))), kernel, strides)
@@ -125,19 +133,29 @@ def _phase_conv(x, kernel, taps_h, taps_w, first_h, first_w):
     return _im2col_matmul(window, sub_kernel, (1, 1))
 
 
-def conv_transpose2d(x, kernel, strides: Sequence[int] = (1, 1), impl: str = "auto"):
-    """Equals `lax.conv_transpose(x, kernel, strides, "SAME")`, what `nn.ConvTranspose` computes."""
+def conv_transpose2d(
+    x, kernel, strides: Sequence[int] = (1, 1), impl: str = "auto", pad_low: int | None = None
+):
+    """Equals `lax.conv_transpose(x, kernel, strides, "SAME")`, what `nn.ConvTranspose` computes,
+    whose output is `strides` times the input. `pad_low` (the dilated input's low padding) moves
+    the alignment: "SAME" pads k - 1 - (k - 1) // 2 for these odd kernels, Theano's transpose of
+    a `pad=(k - 1) // 2` convolution pads (k - 1) // 2."""
     strides = tuple(strides)
-    if resolve_impl(impl) == "xla":
-        return lax.conv_transpose(x, kernel, strides, "SAME", dimension_numbers=DIMENSION_NUMBERS)
     kh, kw, _, cout = kernel.shape
     sh, sw = strides
-    if strides == (1, 1):
+    if pad_low is None:
+        pad_h, pad_w = _transpose_pad_low(kh, sh), _transpose_pad_low(kw, sw)
+    else:
+        pad_h = pad_w = pad_low
+    if resolve_impl(impl) == "xla":
+        # The high padding that makes the output `strides` times the input.
+        padding = [(pad_h, sh - 2 + kh - pad_h), (pad_w, sw - 2 + kw - pad_w)]
+        return lax.conv_transpose(x, kernel, strides, padding, dimension_numbers=DIMENSION_NUMBERS)
+    if strides == (1, 1) and pad_low is None:
         # lax pads (k-1)//2 low and k//2 high here: the same as a "SAME" forward correlation
         # for odd kernels, which is all this code base uses.
         if kh % 2 and kw % 2:
             return conv2d(x, kernel, (1, 1), impl)
-    pad_h, pad_w = _transpose_pad_low(kh, sh), _transpose_pad_low(kw, sw)
     batch, height, width, _ = x.shape
     rows = []
     for phase_h in range(sh):

@@ -10,7 +10,7 @@ initialisation, hence these few lines of our own.
 """
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -30,14 +30,20 @@ class _Convolution(nn.Module):
     impl: str = "auto"
     kernel_init: Callable = glorot_uniform
     bias_init: Callable = zeros
+    use_bias: bool = True
+    # None: "SAME". Conv: ((low, high), (low, high)); ConvTranspose: the dilated input's low
+    # padding (sgan_jax.nets.conv).
+    padding: Any = None
     operation: ClassVar[Callable]
 
     @nn.compact
     def __call__(self, x):
         shape = (*self.kernel_size, x.shape[-1], self.features)
         kernel = self.param("kernel", self.kernel_init, shape)
-        bias = self.param("bias", self.bias_init, (self.features,))
-        return type(self).operation(x, kernel, self.strides, self.impl) + bias
+        y = type(self).operation(x, kernel, self.strides, self.impl, self.padding)
+        if not self.use_bias:
+            return y
+        return y + self.param("bias", self.bias_init, (self.features,))
 
 
 class Conv(_Convolution):
@@ -79,11 +85,17 @@ class _WeightNorm(nn.Module):
     train_scale: bool = True
     init_scale: float = 1.0
     kernel_stddev: float = 0.05
+    # Added to the squared norm: the CIFAR/SVHN code's nn.weight_norm adds 1e-6, the MNIST
+    # code's DenseLayer nothing.
+    norm_epsilon: float = 0.0
 
     def normalised_kernel(self, shape):
         v = self.param("kernel", nn.initializers.normal(self.kernel_stddev), shape)
         axes = tuple(range(len(shape) - 1))
-        return v / jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+        squared_norm = jnp.sum(jnp.square(v), axis=axes, keepdims=True)
+        if self.norm_epsilon:
+            squared_norm = squared_norm + self.norm_epsilon
+        return v / jnp.sqrt(squared_norm)
 
     def scale_and_bias(self, direction_output, reduce_axes):
         if self.data_init and self.is_initializing():
@@ -112,7 +124,9 @@ class WeightNormConv(_WeightNorm):
 
     kernel_size: Sequence[int] = (3, 3)
     strides: Sequence[int] = (1, 1)
-    padding: str = "SAME"
+    # "SAME", "VALID", explicit ((low, high), (low, high)); for transpose=True, None ("SAME")
+    # or the dilated input's low padding.
+    padding: Any = "SAME"
     transpose: bool = False
     impl: str = "auto"
 
@@ -120,13 +134,15 @@ class WeightNormConv(_WeightNorm):
     def __call__(self, x):
         kernel = self.normalised_kernel((*self.kernel_size, x.shape[-1], self.features))
         if self.transpose:
-            direction = conv.conv_transpose2d(x, kernel, self.strides, self.impl)
+            pad_low = None if self.padding == "SAME" else self.padding
+            direction = conv.conv_transpose2d(x, kernel, self.strides, self.impl, pad_low)
         elif self.padding == "VALID":
             direction = jax.lax.conv_general_dilated(
                 x, kernel, self.strides, "VALID", dimension_numbers=conv.DIMENSION_NUMBERS
             )
         else:
-            direction = conv.conv2d(x, kernel, self.strides, self.impl)
+            padding = None if self.padding == "SAME" else self.padding
+            direction = conv.conv2d(x, kernel, self.strides, self.impl, padding)
         scale, bias = self.scale_and_bias(direction, reduce_axes=(0, 1, 2))
         return direction * scale + bias
 

@@ -50,6 +50,9 @@ def check_config(config) -> None:
     for key in ("d_dropout", "d_input_dropout"):
         if not 0 <= config[key] < 1:
             raise ConfigError(key, f"must be in [0, 1); got {config[key]}")
+    widths = tuple(config.d_conv_widths)
+    if len(widths) != 2 or not all(isinstance(w, int) and w > 0 for w in widths):
+        raise ConfigError("d_conv_widths", f"must be two positive integers; got {widths}")
 
 
 def sample_latent(key, num: int, dim: int, distribution: str):
@@ -143,8 +146,19 @@ class ImprovedMLPDiscriminator(nn.Module):
         return (logits, features) if return_features else logits
 
 
+# Theano's alignment in the Improved-GAN CIFAR-10 / SVHN code: a stride-2 3x3 convolution with
+# pad=1 on both sides, and a stride-2 5x5 transposed convolution that is the gradient of a
+# pad=2 ("half") convolution (the dilated input padded 2 before, 3 after).
+_THEANO_STRIDE2_PAD = ((1, 1), (1, 1))
+_THEANO_DECONV_PAD_LOW = 2
+# nn.weight_norm's 1e-6 under the square root of the squared norm.
+_WN_EPSILON = 1e-6
+
+
 class ImprovedConvGenerator(nn.Module):
-    """The Improved-GAN CIFAR-10 generator: 4x4x512 -> 8x8x256 -> 16x16x128 -> 32x32x3."""
+    """The Improved-GAN CIFAR-10 / SVHN generator (train_cifar_feature_matching.py's
+    gen_layers): z -> 4x4x512 -> 8x8x256 -> 16x16x128 (batch norm without scale, ReLU) ->
+    32x32x3 through a weight-normalised transposed convolution with a trained scale."""
 
     image_shape: Sequence[int]
     image_range: str = "symmetric"
@@ -158,7 +172,16 @@ class ImprovedConvGenerator(nn.Module):
         x = nn.Dense((height // 8) * (width // 8) * 512, use_bias=False, kernel_init=normal)(z)
         x = nn.relu(BatchStatNorm()(x)).reshape(-1, height // 8, width // 8, 512)
         for features in (256, 128):
-            x = ConvTranspose(features, (5, 5), (2, 2), self.conv_impl, kernel_init=normal)(x)
+            # nn.batch_norm deletes the layer's own bias: BatchStatNorm carries one.
+            x = ConvTranspose(
+                features,
+                (5, 5),
+                (2, 2),
+                self.conv_impl,
+                kernel_init=normal,
+                use_bias=False,
+                padding=_THEANO_DECONV_PAD_LOW,
+            )(x)
             x = nn.relu(BatchStatNorm()(x))
         if self.weight_norm:
             out = WeightNormConv(
@@ -167,6 +190,8 @@ class ImprovedConvGenerator(nn.Module):
                 strides=(2, 2),
                 transpose=True,
                 init_scale=0.1,
+                norm_epsilon=_WN_EPSILON,
+                padding=_THEANO_DECONV_PAD_LOW,
                 impl=self.conv_impl,
             )
         else:
@@ -175,41 +200,52 @@ class ImprovedConvGenerator(nn.Module):
 
 
 class ImprovedConvDiscriminator(nn.Module):
-    """The Improved-GAN CIFAR-10 discriminator: 9 weight-normalised convs, global pooling."""
+    """The Improved-GAN CIFAR-10 / SVHN discriminator (disc_layers): dropout 0.2, 3 convs of
+    widths[0], dropout 0.5, 3 of widths[1], dropout 0.5, a valid conv, two NIN layers, global
+    mean pooling, 10 logits; leaky ReLU 0.2; weight norm with the hidden scales frozen at their
+    data-dependent values (nn.weight_norm's train_g=False) and the output's trained."""
 
     num_classes: int
     input_dropout: float = 0.2
     dropout_rate: float = 0.5
     weight_norm: bool = True
     conv_impl: str = "auto"
+    widths: Sequence[int] = (96, 192)  # CIFAR-10's; SVHN's are (64, 128)
 
     def _conv(self, features, kernel_size=(3, 3), strides=(1, 1), padding="SAME"):
+        if strides != (1, 1):
+            padding = _THEANO_STRIDE2_PAD
         if self.weight_norm:
             return WeightNormConv(
                 features,
                 kernel_size=kernel_size,
                 strides=strides,
                 padding=padding,
+                train_scale=False,
+                norm_epsilon=_WN_EPSILON,
                 impl=self.conv_impl,
             )
         if padding == "VALID":
             return nn.Conv(features, kernel_size, strides, padding="VALID")
-        return Conv(features, kernel_size, strides, self.conv_impl)
+        explicit = None if padding == "SAME" else padding
+        return Conv(features, kernel_size, strides, self.conv_impl, padding=explicit)
 
     @nn.compact
     def __call__(self, x, train: bool, return_features: bool = False):
         x = nn.Dropout(self.input_dropout, deterministic=not train)(x)
-        for features in (96, 192):
+        for features in self.widths:
             x = leaky_relu(self._conv(features)(x))
             x = leaky_relu(self._conv(features)(x))
             x = leaky_relu(self._conv(features, strides=(2, 2))(x))
             x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = leaky_relu(self._conv(192, padding="VALID")(x))
-        x = leaky_relu(self._conv(192, kernel_size=(1, 1))(x))
-        x = leaky_relu(self._conv(192, kernel_size=(1, 1))(x))
-        features = jnp.mean(x, axis=(1, 2))
+        last = self.widths[-1]
+        x = leaky_relu(self._conv(last, padding="VALID")(x))
+        x = leaky_relu(self._conv(last, kernel_size=(1, 1))(x))  # nn.NINLayer
+        x = leaky_relu(self._conv(last, kernel_size=(1, 1))(x))
+        features = jnp.mean(x, axis=(1, 2))  # ll.GlobalPoolLayer: what feature matching reads
         if self.weight_norm:
-            logits = WeightNormDense(self.num_classes, init_scale=0.1)(features)
+            logits = WeightNormDense(self.num_classes, init_scale=0.1, norm_epsilon=_WN_EPSILON)
+            logits = logits(features)
         else:
             logits = nn.Dense(self.num_classes)(features)
         return (logits, features) if return_features else logits
@@ -251,6 +287,7 @@ def create_models(config: ml_collections.ConfigDict, image_shape, num_classes: i
                 dropout_rate=config.d_dropout,
                 weight_norm=config.weight_norm,
                 conv_impl=config.conv_impl,
+                widths=tuple(config.d_conv_widths),
             ),
         )
     raise ValueError(f"model must be one of {MODELS}, got {config.model!r}")

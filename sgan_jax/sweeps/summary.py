@@ -78,7 +78,9 @@ def _percent(value) -> str:
 def _iterations(row: dict) -> str:
     if row.get("final_step") is not None:
         return f"{row['final_step']:,}"
-    if row.get("latest_step") is None:
+    if "latest_step" not in row:  # a finished run from a results.csv without the column
+        return "not recorded"
+    if row["latest_step"] is None:
         return "not started"
     return f"{row['latest_step']:,} of {row['num_iterations']:,}, unfinished"
 

@@ -107,6 +107,7 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
         compile_seconds=compile_seconds,
         iterations=dispatches * per_dispatch,
         steps_per_dispatch=per_dispatch,
+        method=config.method,
         model=config.model,
         conv_impl=config.conv_impl,
         num_devices=mesh.size,

@@ -6,6 +6,7 @@ a saved config.json without the key is the same experiment, so its workdir keeps
 docs/CONFIG.md is generated from the help texts here (`python -m sgan_jax.training.config`).
 """
 
+import json
 from typing import NamedTuple
 
 import ml_collections
@@ -63,6 +64,12 @@ KEYS = (
     ("nets", "d_input_dropout", 0.0, "dropout on the discriminator's input (conv model)"),
     ("nets", "d_input_noise", 0.0, "Gaussian noise on the discriminator's input (MLP)"),
     ("nets", "d_hidden_noise", 0.0, "Gaussian noise after each hidden layer (MLP)"),
+    (
+        "nets",
+        "d_conv_widths",
+        (96, 192),
+        "the conv discriminator's two widths (32x32x3 images): CIFAR-10's; SVHN's are (64, 128)",
+    ),
     ("nets", "weight_norm", False, "weight-normalised layers (improved model)"),
     ("nets", "generator_data_init", False, "data-dependent init of G's weight-normalised output"),
     ("nets", "init_batch_size", 0, "images for data-dependent init; 0: batch_size"),
@@ -221,7 +228,12 @@ def comparable(config: dict) -> dict:
         return {**config, "method": method_name}  # refused as a difference in `method`
     defaults = {key: _plain(default) for _, key, default, _ in KEYS}
     defaults.update(methods.get(method_name).config_defaults, method=method_name)
+    defaults = json.loads(json.dumps(defaults))  # as config.json holds them: tuples as lists
     return {key: config.get(key, default) for key, default in defaults.items()}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a pipe in a table cell, escaped
 
 
 def markdown() -> str:
@@ -240,12 +252,12 @@ def markdown() -> str:
             lines += [*([""] if section else []), f"## {name}", "", "| key | default | meaning |"]
             lines.append("|---|---|---|")
             section = name
-        lines.append(f"| `{key}` | `{_plain(default)!r}` | {text} |")
+        lines.append(f"| `{key}` | `{_plain(default)!r}` | {_cell(text)} |")
     for name in methods.names():
         method = methods.get(name)
         lines += ["", f"## method `{name}`", "", "| key | default | meaning |", "|---|---|---|"]
         for key, default in method.config_defaults.items():
-            lines.append(f"| `{key}` | `{default!r}` | {method.config_help.get(key, '')} |")
+            lines.append(f"| `{key}` | `{default!r}` | {_cell(method.config_help.get(key, ''))} |")
     return "\n".join(lines) + "\n"
 
 

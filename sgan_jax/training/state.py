@@ -119,7 +119,7 @@ def learning_rate_schedule(config, learning_rate: float):
     """
     if config.lr_decay_start >= 1 or not config.num_iterations:
         return learning_rate
-    decay_start = int(config.lr_decay_start * config.num_iterations)
+    decay_start = round(config.lr_decay_start * config.num_iterations)  # 2/3 * N, not below
     return optax.schedules.join_schedules(
         [
             optax.schedules.constant_schedule(learning_rate),
