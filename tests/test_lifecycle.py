@@ -282,7 +282,11 @@ def every_step(mnist, tmp_path_factory):
 
     def config(**overrides):
         return tiny(
-            load_config("sgan_mnist"), supervised_epochs=0, keep_checkpoints=20, **overrides
+            load_config("sgan_mnist"),
+            supervised_epochs=0,
+            keep_checkpoints=20,
+            batch_size=8,  # the windows are under test, not learning
+            **overrides,
         )
 
     base = tmp_path_factory.mktemp("log_every")

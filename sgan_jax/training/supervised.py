@@ -110,11 +110,7 @@ def train_supervised(
     num_batches = -(-num_labeled // config.batch_size)
     make_order = jax.jit(epoch_order, static_argnums=(1, 2, 3))
     history = {"loss": [], "accuracy": []}
-    sets = {"test": place((dataset.test_images, dataset.test_labels))}
-    if len(split.validation):
-        sets["validation"] = place(
-            (dataset.train_images[split.validation], dataset.train_labels[split.validation])
-        )
+    sets = _evaluation_sets(dataset, split, place)
     evals, selection_epochs = [], _selection_epochs(config.supervised_epochs)
     for epoch in range(config.supervised_epochs):
         order = make_order(
@@ -143,6 +139,16 @@ def train_supervised(
         )
     result["wall_seconds"] = time.time() - start
     return result
+
+
+def _evaluation_sets(dataset, split, place) -> dict:
+    """The test set, and the validation split if there is one, on the devices."""
+    sets = {"test": place((dataset.test_images, dataset.test_labels))}
+    if len(split.validation):
+        sets["validation"] = place(
+            (dataset.train_images[split.validation], dataset.train_labels[split.validation])
+        )
+    return sets
 
 
 def _accuracies(evaluate, params, sets: dict) -> dict:

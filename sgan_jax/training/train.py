@@ -211,10 +211,7 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
         if step == start_step:  # nothing trained now: the run had finished (or has 0 iterations)
             _save_samples(compiled, runs, step)
         summary = dict(
-            params={
-                "generator": _count(compiled.state.generator.params),
-                "discriminator": _count(compiled.state.discriminator.params),
-            },
+            params=_counts(compiled.state),
             vectorized_seeds=len(configs),
             mesh_devices=mesh.size,
             **origin,
@@ -242,8 +239,14 @@ def _data_and_devices(configs):
     return dataset, mesh, splits
 
 
-def _count(seed_batched_params) -> int:
-    return sum(x[0].size for x in jax.tree.leaves(seed_batched_params))
+def _counts(seed_batched_state) -> dict:
+    """The two networks' parameter counts (of one seed)."""
+    return {
+        network: sum(
+            x[0].size for x in jax.tree.leaves(getattr(seed_batched_state, network).params)
+        )
+        for network in ("generator", "discriminator")
+    }
 
 
 def _finish(run, step, final_eval, summary, shared, discriminator, dataset, compiled, mesh):

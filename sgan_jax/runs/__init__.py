@@ -1,0 +1,1 @@
+"""How a run lives: workdir, lock, checkpoints, metrics, plots, errors, devices, provenance."""
