@@ -18,7 +18,6 @@ import tempfile
 import numpy as np
 from absl import logging
 
-
 # Fields that measure time; two runs of the same config match in everything else.
 TIMING_FIELDS = ("it_per_s", "elapsed_seconds", "process_elapsed_seconds")
 
