@@ -140,3 +140,20 @@ def test_32x32x3_datasets_through_tfds_mock_data(name, tmp_path):
     assert dataset.train_images.dtype == np.uint8
     assert dataset.num_classes == 10
     assert dataset.train_labels.min() >= 0 and dataset.train_labels.max() < 10
+
+
+def test_a_download_without_network_is_one_line_naming_manual_dir(tmp_path, monkeypatch):
+    """tfds's real download path, with the network's answer replaced by the failure a machine
+    without internet gets (requests' ConnectionError, as seen on these machines after urllib3's
+    retries): a one-line error naming manual_dir and what to put there, not a traceback."""
+    import requests
+
+    def no_network(*args, **kwargs):
+        raise requests.exceptions.ConnectionError("Failed to resolve 'www.cs.toronto.edu'")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", no_network)
+    with pytest.raises(ConfigError) as raised:
+        input_pipeline.load_dataset("cifar10", str(tmp_path))
+    message = str(raised.value)
+    assert message.startswith("manual_dir: cifar10 could not be downloaded (ConnectionError)")
+    assert "SGAN_MANUAL_DIR" in message and "\n" not in message

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from sgan_jax.data import sampling
-from sgan_jax.runs import sharding
+from sgan_jax.runs import errors, sharding
 from sgan_jax.runs.errors import ConfigError
 
 # Decoded arrays are cached beside tfds' own files: tfds decodes every image with PIL on each
@@ -150,12 +150,22 @@ def _prepare(builder, data_dir: str | None, manual_dir: str | None) -> None:
     # tfds caches downloads by file name, and e.g. MNIST and Fashion-MNIST share file names.
     download_dir = os.path.join(root, "downloads", builder.name)
     logging.info("Preparing %s in %s", builder.name, root)
-    builder.download_and_prepare(
-        download_dir=download_dir,
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=manual_folder, try_download_gcs=False
-        ),
-    )
+    try:
+        builder.download_and_prepare(
+            download_dir=download_dir,
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=manual_folder, try_download_gcs=False
+            ),
+        )
+    except OSError as error:  # requests' ConnectionError is one: no network, after retries
+        if manual_folder or errors.no_space(error):
+            raise
+        raise ConfigError(
+            "manual_dir",
+            f"{builder.name} could not be downloaded ({type(error).__name__}); without internet, "
+            f"set SGAN_MANUAL_DIR (or --config.manual_dir) to a folder holding "
+            f"{builder.name}/ with its original files",
+        ) from None
 
 
 @contextlib.contextmanager
