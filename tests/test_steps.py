@@ -127,3 +127,27 @@ def test_baseline_step_is_one_program_for_every_seed(mnist):
         step = jax.jit(supervised.make_supervised_step(config, discriminator))
         programs.append(step.lower(carry, data, order, 0, key).as_text())
     assert programs[0] == programs[1]
+
+
+def test_the_generator_can_take_adam_moments_of_its_own(tutorial_config):
+    """generator_adam_b1=0 (Bad GAN's generator): its second update is -lr * g2 / sqrt(v2_hat +
+    eps_root), no memory of g1, while the discriminator keeps adam_b1=0.5. Unset, both share."""
+    config = tutorial_config
+    with config.unlocked():
+        config.generator_adam_b1, config.generator_adam_b2 = 0.0, 0.9999
+        config.adam_eps, config.adam_eps_root = 0.0, 1e-8
+    g1, g2 = jnp.asarray([1.0, -2.0]), jnp.asarray([0.5, 3.0])
+
+    def second_update(network):
+        tx = state_lib.adam(config, 1e-3, network)
+        _, opt = tx.update(g1, tx.init(g1))
+        return np.asarray(tx.update(g2, opt)[0])
+
+    v2 = ((1 - 0.9999) * 0.9999 * g1**2 + (1 - 0.9999) * g2**2) / (1 - 0.9999**2)
+    expected = -1e-3 * g2 / jnp.sqrt(v2 + 1e-8)
+    # float32's 1 - 0.9999^2 carries a 1e-4 relative error; b1 = 0.5 moves the update by 50%.
+    np.testing.assert_allclose(second_update("generator"), expected, rtol=1e-3)
+    assert not np.allclose(second_update("discriminator"), second_update("generator"), rtol=0.1)
+    with config.unlocked():
+        config.generator_adam_b1 = config.generator_adam_b2 = None
+    np.testing.assert_array_equal(second_update("discriminator"), second_update("generator"))

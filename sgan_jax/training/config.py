@@ -98,6 +98,8 @@ KEYS = (
     ),
     ("training", "adam_b1", 0.5, "Adam's first-moment decay"),
     ("training", "adam_b2", 0.999, "Adam's second-moment decay"),
+    ("training", "generator_adam_b1", _UNSET_FLOAT, "the generator's adam_b1; unset: adam_b1"),
+    ("training", "generator_adam_b2", _UNSET_FLOAT, "the generator's adam_b2; unset: adam_b2"),
     ("training", "adam_eps", 1e-7, "added to sqrt(v) (Keras' default)"),
     ("training", "adam_eps_root", 0.0, "added to v inside the square root"),
     ("training", "ema_decay", 0.0, "evaluate an EMA of D's weights when > 0"),
@@ -195,6 +197,9 @@ def check_config(config) -> None:
     for key in _PROBABILITIES:
         if not 0 <= config[key] < 1:
             raise ConfigError(key, f"must be in [0, 1); got {config[key]}")
+    for key in ("generator_adam_b1", "generator_adam_b2"):
+        if config[key] is not None and not 0 <= config[key] < 1:
+            raise ConfigError(key, f"must be in [0, 1) (or unset); got {config[key]}")
     if config.generator_learning_rate is not None and not config.generator_learning_rate > 0:
         raise ConfigError("generator_learning_rate", "must be > 0 (or unset)")
     if not 0 <= config.lr_decay_start <= 1:

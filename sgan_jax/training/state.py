@@ -101,14 +101,15 @@ class SGANState:
         return self.discriminator.params
 
 
-def adam(config, learning_rate) -> optax.GradientTransformation:
-    """Adam with the config's moments and epsilons; `learning_rate` may be a schedule."""
+def adam(config, learning_rate, network: str = "discriminator") -> optax.GradientTransformation:
+    """Adam with the config's moments and epsilons; `learning_rate` may be a schedule. The
+    generator's moments are generator_adam_b1/_b2 where set (Bad GAN's G uses (0, 0.9999))."""
+    b1, b2 = config.adam_b1, config.adam_b2
+    if network == "generator":
+        b1 = b1 if config.generator_adam_b1 is None else config.generator_adam_b1
+        b2 = b2 if config.generator_adam_b2 is None else config.generator_adam_b2
     return optax.adam(
-        learning_rate,
-        b1=config.adam_b1,
-        b2=config.adam_b2,
-        eps=config.adam_eps,
-        eps_root=config.adam_eps_root,
+        learning_rate, b1=b1, b2=b2, eps=config.adam_eps, eps_root=config.adam_eps_root
     )
 
 
@@ -185,7 +186,9 @@ def create_train_state(
     return SGANState(
         step=jnp.zeros((), jnp.int32),
         generator=create_network_state(
-            generator, g_params, adam(config, learning_rate_schedule(config, g_learning_rate))
+            generator,
+            g_params,
+            adam(config, learning_rate_schedule(config, g_learning_rate), "generator"),
         ),
         discriminator=create_network_state(
             discriminator,
