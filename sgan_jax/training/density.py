@@ -1,0 +1,195 @@
+"""Trains the density model that Bad GAN's low-density term reads, as a run of its own.
+
+The model (`sgan_jax.nets.density`) learns log p(x) of the training images but a held-out set,
+which stays for Bad GAN's threshold (the 10th percentile of its log-probabilities) and never
+trains the density. Checkpoints resume it exactly, as any run here. At the end it writes:
+
+  results.json      test negative log-likelihood in bits per dimension, beside a per-pixel
+                    independent baseline's (each pixel a smoothed histogram of the training set)
+  density.msgpack   the parameters; density.json what they model (dataset, levels, image range,
+                    the network), which a Bad GAN run checks before it loads them
+  held_out.npy      the training-set indices held out
+"""
+
+import json
+import os
+import time
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sgan_jax.data import input_pipeline
+from sgan_jax.nets import density as density_nets
+from sgan_jax.nets import models
+from sgan_jax.runs import checkpointing, metrics, workdir
+from sgan_jax.runs.errors import ConfigError
+
+DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE = "density.msgpack", "density.json", "held_out.npy"
+# The pixel range the density sees: Bad GAN's (images - 0.5) / 0.5.
+IMAGE_RANGE = "symmetric"
+
+
+@flax.struct.dataclass
+class DensityState:
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+    key: jax.Array
+
+
+# uint8 images: 256 values a pixel.
+LEVELS = 256
+
+
+def create_model(config) -> density_nets.MADE:
+    return density_nets.MADE(
+        num_pixels=784,
+        hidden_sizes=tuple(config.hidden_sizes),
+        mixtures=config.mixtures,
+        levels=LEVELS,
+    )
+
+
+def check_config(config) -> None:
+    if config.model != "made":
+        raise ConfigError("model", f"must be made; got {config.model!r}")
+    positive = ("batch_size", "num_steps", "learning_rate", "mixtures", "num_held_out")
+    for key in (*positive, "log_every", "checkpoint_every"):
+        if not config[key] > 0:
+            raise ConfigError(key, f"must be > 0; got {config[key]}")
+
+
+def held_out_split(num_train: int, num_held_out: int, seed: int):
+    """(training indices, held-out indices), drawn by `seed`."""
+    if num_held_out >= num_train:
+        raise ConfigError("num_held_out", f"{num_held_out} leaves no training image")
+    order = np.random.default_rng(seed).permutation(num_train)
+    return np.sort(order[num_held_out:]), np.sort(order[:num_held_out])
+
+
+def make_update(model, tx, batch_size: int):
+    """update(state, images, pool) -> (state, loss): one Adam step on -log p / pixel of a batch
+    drawn uniformly from `pool` (indices into `images`) by fold_in(key, step)."""
+
+    def loss_fn(params, batch):
+        return -jnp.mean(model.apply(params, batch)) / batch.shape[1]
+
+    def update(state, images, pool):
+        key = jax.random.fold_in(state.key, state.step)
+        chosen = pool[jax.random.randint(key, (batch_size,), 0, pool.shape[0])]
+        batch = input_pipeline.scale_images(images[chosen], IMAGE_RANGE).reshape(batch_size, -1)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), loss
+
+    return update
+
+
+def bits_per_dim(model, params, images, batch_size: int = 500) -> float:
+    """Mean negative log2-likelihood per pixel of uint8 `images` (the model's exact one)."""
+    apply = jax.jit(model.apply)
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        batch = input_pipeline.scale_images(images[start : start + batch_size], IMAGE_RANGE)
+        total -= float(jnp.sum(apply(params, batch.reshape(len(batch), -1))))
+    return total / (len(images) * 784 * np.log(2))
+
+
+def independent_bits_per_dim(train_images, test_images, levels: int = LEVELS) -> float:
+    """The baseline: every pixel independent, its 256 values a histogram of the training
+    images with one added count each (so no test value has probability 0)."""
+    train = train_images.reshape(len(train_images), -1)
+    test = test_images.reshape(len(test_images), -1)
+    counts = np.ones((train.shape[1], levels))
+    np.add.at(counts, (np.arange(train.shape[1])[None, :], train.astype(np.int64)), 1)
+    log_p = np.log2(counts / counts.sum(axis=1, keepdims=True))
+    return float(-np.mean(log_p[np.arange(test.shape[1])[None, :], test.astype(np.int64)]))
+
+
+def _initial_state(config, model, tx) -> DensityState:
+    key = jax.random.key(config.seed)
+    params = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, 784)))
+    return DensityState(jnp.zeros((), jnp.int32), params, tx.init(params), key)
+
+
+def _write_outputs(path: str, config, state, held_out, results: dict) -> None:
+    with open(os.path.join(path, DENSITY_FILE), "wb") as f:
+        f.write(flax.serialization.to_bytes(state.params))
+    info = dict(
+        dataset=config.dataset,
+        image_range=IMAGE_RANGE,
+        levels=LEVELS,
+        model=config.model,
+        hidden_sizes=list(config.hidden_sizes),
+        mixtures=config.mixtures,
+        step=int(state.step),
+    )
+    metrics.atomic_write_json(os.path.join(path, DENSITY_INFO), info)
+    np.save(os.path.join(path, HELD_OUT_FILE), held_out)
+    metrics.atomic_write_json(os.path.join(path, "results.json"), results)
+
+
+def _train_loop(config, state, step, update, train_images, train_idx, writer, checkpointer):
+    """Steps `step` .. num_steps: a metrics row every log_every, a checkpoint every
+    checkpoint_every and at the end."""
+    images, pool = jnp.asarray(train_images), jnp.asarray(train_idx)
+    losses = []
+    while step < config.num_steps:
+        state, loss = update(state, images, pool)
+        step += 1
+        losses.append(loss)
+        if step % config.log_every == 0 or step == config.num_steps:
+            nats = float(jnp.mean(jnp.stack(losses)))
+            writer.write({"step": step, "train_bits_per_dim": nats / np.log(2)})
+            losses = []
+        if step % config.checkpoint_every == 0 or step == config.num_steps:
+            checkpointer.save(step, state)
+    checkpointer.close()
+    return state
+
+
+def train_density(config, path: str) -> dict:
+    """Trains (or resumes) the density model in workdir `path`; returns results.json's dict."""
+    start = time.time()
+    check_config(config)
+    dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
+    if dataset.image_shape != (28, 28, 1):
+        raise ConfigError("dataset", f"{config.dataset!r} is not 28x28x1")
+    train_idx, held_out = held_out_split(
+        len(dataset.train_labels), config.num_held_out, config.data_seed
+    )
+    workdir.create(path)
+    workdir.check(path, config)
+    lock = workdir.lock(path)
+    if lock is not None:
+        lock.announce()
+    model, tx = create_model(config), optax.adam(config.learning_rate)
+    checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), 2)
+    restored, step = checkpointer.restore_latest(_initial_state(config, model, tx))
+    state = restored or _initial_state(config, model, tx)
+    workdir.record(path, config, {}, step)
+    writer = metrics.MetricsWriter(os.path.join(path, "metrics.jsonl"), step)
+    update = jax.jit(make_update(model, tx, config.batch_size), donate_argnums=0)
+    state = _train_loop(
+        config, state, step, update, dataset.train_images, train_idx, writer, checkpointer
+    )
+    results = dict(
+        dataset=config.dataset,
+        final_step=int(state.step),
+        test_bits_per_dim=bits_per_dim(model, state.params, dataset.test_images),
+        held_out_bits_per_dim=bits_per_dim(model, state.params, dataset.train_images[held_out]),
+        independent_test_bits_per_dim=independent_bits_per_dim(
+            dataset.train_images[train_idx], dataset.test_images
+        ),
+        num_held_out=len(held_out),
+        process_wall_seconds=time.time() - start,
+    )
+    _write_outputs(path, config, state, held_out, results)
+    if lock is not None:
+        lock.close()
+    print(json.dumps(results), flush=True)
+    return results
