@@ -42,6 +42,15 @@ class DiscriminatorBatch:
     fake: jax.Array  # from the generator before this iteration's update
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What else the generator's objective may read: the iteration, and the method's own
+    arrays (`Method.method_data`), on the devices."""
+
+    step: jax.Array
+    method_data: dict
+
+
 class Nets(Protocol):
     """The two networks in training mode, on the run's devices, as the harness gives them."""
 
@@ -49,8 +58,8 @@ class Nets(Protocol):
         """Class logits (and the last hidden layer before its noise) of `images`; `key`
         draws the dropout and Gaussian noise."""
 
-    def generate(self, g_params, z_key):
-        """A batch of generated images from the latent drawn by `z_key`."""
+    def generate(self, g_params, z_key, num: int | None = None):
+        """`num` generated images (a batch's by default) from the latent drawn by `z_key`."""
 
 
 class Method:
@@ -78,13 +87,22 @@ class Method:
             if key not in config:
                 raise ConfigError(key, f"is missing (method {self.name} needs it)")
 
+    def method_data(self, config, dataset, split) -> dict:
+        """Arrays the objectives read besides the batches (a density model's parameters, say),
+        made once on the host and passed to the jitted step as an argument, never closed over;
+        the seeds trained together share them. None by default."""
+        return {}
+
     def discriminator_loss(self, config, nets: Nets, d_params, batch: DiscriminatorBatch, key):
         """(loss, metrics dict) of the discriminator's parameters."""
         raise NotImplementedError
 
-    def generator_loss(self, config, nets: Nets, g_params, d_params, extra: dict, z_key, key):
+    def generator_loss(
+        self, config, nets: Nets, g_params, d_params, extra: dict, z_key, key, context
+    ):
         """(loss, metrics dict) of the generator's parameters; `extra` holds the images of the
-        method's `streams` by name, `d_params` the updated discriminator's."""
+        method's `streams` by name, `d_params` the updated discriminator's, `context` a
+        StepContext."""
         raise NotImplementedError
 
 

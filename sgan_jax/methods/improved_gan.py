@@ -33,7 +33,7 @@ class ImprovedGAN(sgan.SGAN):
                 f"got {config.feature_distance!r}",
             )
 
-    def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key):
+    def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key, context=None):
         real_key, fake_key = jax.random.split(key)
         _, real_features = nets.discriminate(
             d_params, extra["unlabeled_g"], real_key, return_features=True

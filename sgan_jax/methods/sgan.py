@@ -38,7 +38,7 @@ class SGAN(base.Method):
             labeled, unlabeled, fake, batch.labels, config.unlabeled_weight
         )
 
-    def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key):
+    def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key, context=None):
         fake = nets.generate(g_params, z_key)
         loss = losses.non_saturating_generator_loss(nets.discriminate(d_params, fake, key))
         return loss, dict(g_loss=loss)

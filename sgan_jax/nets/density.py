@@ -9,10 +9,16 @@ pushed away from where the model puts mass.
   parameters.
 """
 
+import os
+
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# A trained density's files: its parameters, what they model, the training images it never saw.
+DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE = "density.msgpack", "density.json", "held_out.npy"
 
 
 def discretized_logistic_log_prob(x, logit_weights, means, log_scales, levels: int):
@@ -98,3 +104,23 @@ class MADE(nn.Module):
 def pixel_log_probs(model, params, images):
     """Each pixel's log-probability given the pixels before it in raster order."""
     return model.apply(params, images, per_pixel=True)
+
+
+def made_from_params(params) -> MADE:
+    """The MADE that `params` (as MADE.init made them) belong to, read off their shapes."""
+    layers = params["params"]
+    names = sorted(layers, key=lambda name: int(name.split("_")[-1]))
+    num_pixels = layers[names[0]]["kernel"].shape[0]
+    hidden = tuple(layers[name]["kernel"].shape[1] for name in names[:-1])
+    mixtures = layers[names[-1]]["kernel"].shape[1] // (3 * num_pixels)
+    return MADE(num_pixels=num_pixels, hidden_sizes=hidden, mixtures=mixtures)
+
+
+def density_files(folder: str) -> list[str]:
+    return [os.path.join(folder, name) for name in (DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE)]
+
+
+def read_params(path: str):
+    """The parameters of a density.msgpack, as MADE.init made them."""
+    with open(path, "rb") as f:
+        return flax.serialization.msgpack_restore(f.read())

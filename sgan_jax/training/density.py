@@ -27,7 +27,6 @@ from sgan_jax.nets import models
 from sgan_jax.runs import checkpointing, metrics, workdir
 from sgan_jax.runs.errors import ConfigError
 
-DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE = "density.msgpack", "density.json", "held_out.npy"
 # The pixel range the density sees: Bad GAN's (images - 0.5) / 0.5.
 IMAGE_RANGE = "symmetric"
 
@@ -117,7 +116,8 @@ def _initial_state(config, model, tx) -> DensityState:
 
 
 def _write_outputs(path: str, config, state, held_out, results: dict) -> None:
-    with open(os.path.join(path, DENSITY_FILE), "wb") as f:
+    params_file, info_file, held_out_file = density_nets.density_files(path)
+    with open(params_file, "wb") as f:
         f.write(flax.serialization.to_bytes(state.params))
     info = dict(
         dataset=config.dataset,
@@ -128,8 +128,8 @@ def _write_outputs(path: str, config, state, held_out, results: dict) -> None:
         mixtures=config.mixtures,
         step=int(state.step),
     )
-    metrics.atomic_write_json(os.path.join(path, DENSITY_INFO), info)
-    np.save(os.path.join(path, HELD_OUT_FILE), held_out)
+    metrics.atomic_write_json(info_file, info)
+    np.save(held_out_file, held_out)
     metrics.atomic_write_json(os.path.join(path, "results.json"), results)
 
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sgan_jax import methods
 from sgan_jax.runs import sharding
 from sgan_jax.training import steps
 from sgan_jax.training.state import stream
@@ -33,7 +34,18 @@ def pick(tree, i: int):
 class Programs:
     """`state` (seed-batched), and train / evaluate / sample programs over it."""
 
-    def __init__(self, config, configs, dataset, splits, states, generator, discriminator, mesh):
+    def __init__(
+        self,
+        config,
+        configs,
+        dataset,
+        splits,
+        states,
+        generator,
+        discriminator,
+        mesh,
+        method_data=None,
+    ):
         self.num_seeds = len(configs)
         # One seed splits its batch over the devices; several seeds split the seed axis.
         per_seed = self.num_seeds > 1
@@ -68,8 +80,12 @@ class Programs:
         self.sample_keys = place_seeds(
             jnp.stack([stream(jax.random.key(c.seed), "samples") for c in configs])
         )
-        self.data = {**shared, **indices}
+        # The method's own arrays, shared by the seeds trained together.
+        if method_data is None:
+            method_data = methods.get(config.method).method_data(config, dataset, splits[0])
+        self.data = {**shared, **indices, "method": self.place(method_data)}
         data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
+        data_axes["method"] = None
         train_step = jax.vmap(train_step, in_axes=(0, data_axes, None))
         # The new state keeps the old one's placement. Left to XLA, seeds split over devices
         # got their step counters back replicated, so the second call compiled the step again.

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from sgan_jax import methods
 from sgan_jax.data import sampling
 from sgan_jax.data.input_pipeline import IMAGE_RANGES, scale_images
-from sgan_jax.methods.base import DiscriminatorBatch
+from sgan_jax.methods.base import DiscriminatorBatch, StepContext
 from sgan_jax.nets import models
 from sgan_jax.training.state import SGANState, batch_streams, model_rngs, stream
 
@@ -71,9 +71,10 @@ class Nets:
             return_features=return_features,
         )
 
-    def generate(self, g_params, z_key):
+    def generate(self, g_params, z_key, num=None):
         config = self.config
-        z = models.sample_latent(z_key, config.batch_size, config.z_dim, config.z_distribution)
+        num = num or config.batch_size
+        z = models.sample_latent(z_key, num, config.z_dim, config.z_distribution)
         return self.generator.apply({"params": g_params}, self.shard_batch(z), train=True)
 
 
@@ -86,8 +87,9 @@ def _stacked(metrics: dict, names) -> jax.Array:
 def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
     """Returns train_step(state, data, step=None) -> state, one iteration of config.method.
 
-    `data` is `input_pipeline.device_data(...)`. `shard_batch` places a batch on the devices
-    (data parallelism); the identity on one device.
+    `data` is `input_pipeline.device_data(...)`, with the method's arrays under "method" (absent
+    when it has none). `shard_batch` places a batch on the devices (data parallelism); the
+    identity on one device.
     """
     method = methods.get(config.method)
     nets = Nets(config, generator, discriminator, shard_batch)
@@ -131,9 +133,13 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
                 samplers, indices = draw(state, data, step, samplers, name, key)
                 extra[name] = images(data, indices)
 
+        context = StepContext(step=step, method_data=data.get("method", {}))
+
         def loss(g_params):
             z_key, key = keys["fake_for_generator"], keys["generator"]
-            return method.generator_loss(config, nets, g_params, d_params, extra, z_key, key)
+            return method.generator_loss(
+                config, nets, g_params, d_params, extra, z_key, key, context
+            )
 
         grads, metrics = jax.grad(loss, has_aux=True)(state.generator.params)
         with jax.named_scope("adam"):

@@ -180,6 +180,8 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
         config_lib.check_config(c)
     origin = provenance.provenance(config)  # the code that runs, before anything changes it
     dataset, mesh, splits = _data_and_devices(configs)
+    # Before any file is written: a method's data (a density model, say) may be refused.
+    method_data = methods.get(config.method).method_data(config, dataset, splits[0])
     with contextlib.ExitStack() as held:
         runs, changes = _open_runs(configs, workdirs, splits, held)
         generator, discriminator = models.create_models(
@@ -195,7 +197,7 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
         for run in runs:
             held.callback(run.events.close)
         compiled = programs.Programs(
-            config, configs, dataset, splits, states, generator, discriminator, mesh
+            config, configs, dataset, splits, states, generator, discriminator, mesh, method_data
         )
         del states
         stop.during_training = True

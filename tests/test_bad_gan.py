@@ -1,0 +1,107 @@
+"""Bad GAN (methods/bad_gan.py): the low-density term at hand-computed cases, its threshold from
+held-out training images only, the density file refused when missing or made for other data,
+and a run through the real CLI with the term switched on from the first step."""
+
+import dataclasses
+import json
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sgan_jax.methods import bad_gan
+from sgan_jax.nets import density
+from sgan_jax.runs.errors import ConfigError
+
+from .conftest import load_config, read_rows, run_train
+
+
+def test_low_density_term_at_hand_computed_cases():
+    """All below tau: 0. Two of four above it, by 2 and 4: weight * (2 + 4) / 2."""
+    below = jnp.asarray([-5.0, -3.0, -1.0])
+    assert float(bad_gan.low_density_loss(below, 0.0, 1e-4)) == 0.0
+    mixed = jnp.asarray([-1.0, 2.0, 4.0, 0.0])  # 0.0 is at tau, not above: no count
+    assert float(bad_gan.low_density_loss(mixed, 0.0, 1e-4)) == pytest.approx(1e-4 * 3.0)
+    assert float(bad_gan.low_density_loss(mixed, 1.0, 1.0)) == pytest.approx((1 + 3) / 2)
+
+
+def _write_density(folder, dataset="mnist", image_range="symmetric", held_out=None):
+    """A density workdir as train_density.py writes it, with a small untrained MADE."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = density.MADE(num_pixels=784, hidden_sizes=(16,), mixtures=2)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 784)))
+    params_file, info_file, held_out_file = density.density_files(str(folder))
+    with open(params_file, "wb") as f:
+        f.write(flax.serialization.to_bytes(params))
+    info = dict(dataset=dataset, image_range=image_range, levels=256, model="made")
+    with open(info_file, "w") as f:
+        json.dump(info, f)
+    np.save(held_out_file, np.arange(200) if held_out is None else held_out)
+    return model, params
+
+
+def test_tau_comes_from_the_held_out_training_images_never_from_test(mnist, tmp_path):
+    """tau is the 10th percentile (np.partition at int(N/10)) of log p over the held-out
+    training images; replacing the test split changes nothing."""
+    model, params = _write_density(tmp_path / "density", held_out=np.arange(100, 300))
+    config = load_config("bad_gan_mnist")
+    with config.unlocked():
+        config.density_path = str(tmp_path / "density")
+    data = bad_gan.METHOD.method_data(config, mnist, None)
+    pixels = mnist.train_images[100:300].reshape(200, 784).astype(np.float32) / 127.5 - 1
+    log_probs = np.asarray(model.apply(params, pixels))
+    assert float(data["tau"]) == pytest.approx(float(np.partition(log_probs, 20)[20]), rel=1e-5)
+    other_test = dataclasses.replace(mnist, test_images=255 - mnist.test_images)
+    assert float(bad_gan.METHOD.method_data(config, other_test, None)["tau"]) == float(data["tau"])
+
+
+@pytest.mark.parametrize(
+    "what,expected",
+    [
+        ("missing", "no density model at"),
+        ("dataset", "models 'fashion_mnist', not this run's 'mnist'"),
+        ("range", "models pixels of range 'unit'"),
+    ],
+)
+def test_a_missing_or_mismatched_density_is_refused(mnist, tmp_path, what, expected):
+    folder = tmp_path / "density"
+    if what == "dataset":
+        _write_density(folder, dataset="fashion_mnist")
+    elif what == "range":
+        _write_density(folder, image_range="unit")
+    config = load_config("bad_gan_mnist")
+    with config.unlocked():
+        config.density_path = str(folder)
+    with pytest.raises(ConfigError, match=expected) as raised:
+        bad_gan.METHOD.method_data(config, mnist, None)
+    assert str(raised.value).startswith("density_path: ")
+
+
+def test_a_run_with_the_term_on_from_the_start(mnist, tmp_path):
+    """Through the CLI: the term is applied at every step after the first (ld_start=0,
+    probability 1) and logged; a missing density is one line and exit 2, nothing written."""
+    _write_density(tmp_path / "density")
+    common = ("--config.num_iterations=10", "--config.supervised_epochs=0")
+    run_train(
+        tmp_path / "run",
+        *common,
+        f"--config.density_path={tmp_path / 'density'}",
+        "--config.ld_start=0",
+        "--config.ld_probability=1",
+        config_file="bad_gan_mnist.py",
+    )
+    logged = [r for r in read_rows(tmp_path / "run") if "g_loss" in r]
+    assert len(logged) == 2 and all(r["g_loss_low_density"] >= 0 for r in logged)
+    assert np.isfinite(logged[-1]["g_loss"])
+    refused = run_train(
+        tmp_path / "refused",
+        *common,
+        f"--config.density_path={tmp_path / 'nowhere'}",
+        config_file="bad_gan_mnist.py",
+        check=False,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: density_path: no density")
+    assert not (tmp_path / "refused").exists()
