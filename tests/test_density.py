@@ -16,10 +16,18 @@ from sgan_jax.training import density as density_training
 from .conftest import run_script
 
 
+def _tiny_models(levels: int, num_pixels: int):
+    return [
+        density.MADE(num_pixels=num_pixels, hidden_sizes=(16, 16), mixtures=3, levels=levels),
+        density.PixelCNN(filters=8, resnets=1, scales=2, mixtures=3, levels=levels),
+    ]
+
+
 @pytest.mark.parametrize("levels", [2, 4])
-def test_log_likelihood_sums_to_one_over_every_tiny_image(levels):
+@pytest.mark.parametrize("which", [0, 1], ids=["made", "pixelcnn"])
+def test_log_likelihood_sums_to_one_over_every_tiny_image(levels, which):
     """All levels^4 images of 2x2 pixels, at init and at random parameters: sum p(x) = 1."""
-    model = density.MADE(num_pixels=4, hidden_sizes=(16, 16), mixtures=3, levels=levels)
+    model = _tiny_models(levels, 4)[which]
     values = np.linspace(-1.0, 1.0, levels)
     images = jnp.asarray(list(itertools.product(values, repeat=4)), jnp.float32)
     params = model.init(jax.random.key(0), images)
@@ -29,20 +37,40 @@ def test_log_likelihood_sums_to_one_over_every_tiny_image(levels):
         assert total == pytest.approx(1.0, abs=1e-5)
 
 
-def test_pixel_d_depends_on_the_pixels_before_it_only():
+@pytest.mark.parametrize("which", [0, 1], ids=["made", "pixelcnn"])
+def test_pixel_d_depends_on_the_pixels_before_it_only(which):
     """The Jacobian of each pixel's log-probability in the image is zero on and after the
-    pixel's own position, but for the pixel itself (its own value is what is scored)."""
-    model = density.MADE(num_pixels=6, hidden_sizes=(32, 32), mixtures=2, levels=256)
-    x = jax.random.uniform(jax.random.key(2), (1, 6), minval=-1, maxval=1)
+    pixel's own position, but for the pixel itself (its own value is what is scored); the
+    PixelCNN's 6x6 images go down to 3x3 and back up."""
+    model = _tiny_models(256, 36)[which]
+    x = jax.random.uniform(jax.random.key(2), (1, 36), minval=-1, maxval=1)
     params = model.init(jax.random.key(3), x)
 
     def per_pixel(image):
         return density.pixel_log_probs(model, params, image[None])[0]
 
     jacobian = np.asarray(jax.jacobian(per_pixel)(x[0]))
-    for d in range(6):
+    for d in range(36):
         assert np.all(jacobian[d, d + 1 :] == 0), d
-    assert np.any(jacobian[5, :5] != 0) and np.all(np.diag(jacobian) != 0)
+    assert np.all(np.diag(jacobian) != 0)
+    # MADE's random degrees may cut some inputs off; the PixelCNN has no blind spot.
+    seen = jacobian[35, :35] != 0
+    assert np.all(seen) if which == 1 else np.any(seen)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        density.MADE(num_pixels=784, hidden_sizes=(7, 9), mixtures=3),
+        density.PixelCNN(filters=5, resnets=1, scales=1, mixtures=2),
+        density.PixelCNN(filters=8, resnets=2, scales=3, mixtures=4),
+    ],
+    ids=["made", "pixelcnn_1_scale", "pixelcnn_3_scales"],
+)
+def test_the_network_is_read_back_from_its_parameters(model):
+    """A density file carries only parameters: the model they belong to is rebuilt from them."""
+    params = model.init(jax.random.key(0), jnp.zeros((1, 784)))
+    assert density.model_from_params(params) == model
 
 
 def test_independent_baseline_is_a_smoothed_histogram_per_pixel():
@@ -89,3 +117,63 @@ def test_density_training_writes_its_file_and_resumes_exactly(mnist, tmp_path):
     assert (resumed / "density.msgpack").read_bytes() == (whole / "density.msgpack").read_bytes()
     rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [5, 10, 15, 20]
+
+
+def test_density_training_trains_a_pixelcnn_that_bad_gan_can_read(mnist, tmp_path):
+    """model=pixelcnn through the same command: density.json records its shape, and the
+    parameters rebuild that network."""
+    run_script(
+        "train_density.py",
+        f"--workdir={tmp_path}",
+        *TINY_DENSITY[:3],
+        "--config.num_steps=10",
+        "--config.model=pixelcnn",
+        "--config.filters=4",
+        "--config.resnets=1",
+        "--config.scales=2",
+        "--config.batch_size=8",
+        "--config.num_held_out=500",
+        "--config.test_examples=100",
+    )
+    info = json.loads((tmp_path / "density.json").read_text())
+    assert (info["model"], info["filters"], info["resnets"], info["scales"]) == (
+        "pixelcnn",
+        4,
+        1,
+        2,
+    )
+    params = density.read_params(str(tmp_path / "density.msgpack"))
+    assert density.model_from_params(params) == density.PixelCNN(
+        filters=4, resnets=1, scales=2, mixtures=5
+    )
+    assert 0 < json.loads((tmp_path / "results.json").read_text())["test_bits_per_dim"] < 8
+
+
+def test_cost_of_a_candidate_is_measured_on_the_real_steps(tmp_path):
+    """density_cost times train_density.py's update and the Bad GAN step with the LD term off
+    and on, reading a density file of the candidate's shape that it writes."""
+    from sgan_jax.training import density_cost
+
+    from .conftest import load_config
+
+    density_config = density_cost.with_overrides(
+        load_config("density_mnist"), dict(hidden_sizes=(8,), batch_size=10, num_held_out=50)
+    )
+    gan_config = density_cost.with_overrides(
+        load_config("bad_gan_mnist"), dict(batch_size=10, init_batch_size=10)
+    )
+    row = density_cost.measure(density_config, gan_config, str(tmp_path), 1, 2)
+    assert row["params"] == 784 * 8 + 8 + 8 * 784 * 15 + 784 * 15
+    assert row["gan_step_ms"] == pytest.approx(
+        row["gan_step_ms_without_ld"] + 0.1 * row["ld_application_ms"]
+    )
+    assert row["density_update_seconds"] > 0 and row["gan_step_ms_without_ld"] > 0
+    assert density.model_from_params(density.read_params(str(tmp_path / "density.msgpack"))) == (
+        density_training.create_model(density_config)
+    )
+
+
+def test_cost_command_refuses_an_unknown_candidate():
+    result = run_script("density_cost.py", "--candidates=made_1024,pixelcnn_9", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: candidates:")

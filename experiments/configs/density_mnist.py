@@ -16,8 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.test_examples = 0  # the test split's first N images for the test figure; 0: all
     config.data_seed = 0  # which training images are held out
     config.num_held_out = 5000  # never trained on: Bad GAN's threshold comes from them
-    config.model = "made"
-    config.hidden_sizes = (1024, 1024)
+    config.model = "made"  # or "pixelcnn"; docs/BAD_GAN.md measures both
+    config.hidden_sizes = (1024, 1024)  # made
+    config.filters = 160  # pixelcnn: as Bad GAN's PixelCNN(nr_resnet=3, disable_third=True)
+    config.resnets = 3
+    config.scales = 2
     config.mixtures = 5  # discretized logistics per pixel
     config.seed = 0
     config.batch_size = 100

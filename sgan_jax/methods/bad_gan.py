@@ -62,7 +62,7 @@ def load_density(path: str, dataset: str):
 def threshold(params, images, quantile: float) -> float:
     """tau: the `quantile` of the density's log-probabilities of uint8 `images`, as
     mnist_trainer.py picks it (np.partition at int(N * quantile))."""
-    model = density_nets.made_from_params(params)
+    model = density_nets.model_from_params(params)
     apply = jax.jit(model.apply)
     log_probs = np.concatenate(
         [
@@ -135,7 +135,7 @@ class BadGAN(improved_gan.ImprovedGAN):
         images = nets.generate(g_params, z_key, config.ld_batch)
         low, high = IMAGE_RANGES[config.image_range]
         pixels = 2 * (images - low) / (high - low) - 1  # the density's [-1, 1]
-        model = density_nets.made_from_params(method_data["density"])
+        model = density_nets.model_from_params(method_data["density"])
         log_probs = model.apply(method_data["density"], pixels.reshape(config.ld_batch, -1))
         return low_density_loss(log_probs, method_data["tau"], config.ld_weight)
 

@@ -7,8 +7,16 @@ pushed away from where the model puts mass.
 
 - "made": MADE (Germain et al. 2015), masked dense layers; one pass gives every pixel's
   parameters.
+- "pixelcnn": PixelCNN++ (Salimans et al. 2017) for one-channel images, the model Bad GAN's
+  MNIST code loads (kimiyoung/ssl_bad_gan `pixelcnn.py`: `PixelCNN(nr_resnet=3,
+  disable_third=True, n_channel=1)`, 160 filters, 10 logistics), or a smaller one. Two streams
+  keep it autoregressive without a blind spot: `u` sees the rows above a pixel, `ul` those and
+  the pixels left of it; each scale is `resnets` gated residual blocks, and the down pass mirrors
+  the up pass with skips. Unlike the original: plain convolutions (it uses weight-normalised
+  ones with data-dependent init) and no dropout (it drops 0.5 of the residual branch).
 """
 
+import math
 import os
 
 import flax
@@ -16,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sgan_jax.nets import conv
 
 # A trained density's files: its parameters, what they model, the training images it never saw.
 DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE = "density.msgpack", "density.json", "held_out.npy"
@@ -101,19 +111,140 @@ class MADE(nn.Module):
         return log_probs if per_pixel else jnp.sum(log_probs, axis=-1)
 
 
+def _concat_elu(x):
+    return jax.nn.elu(jnp.concatenate([x, -x], axis=-1))
+
+
+def _down_shift(x):
+    return jnp.pad(x, ((0, 0), (1, 0), (0, 0), (0, 0)))[:, :-1]
+
+
+def _right_shift(x):
+    return jnp.pad(x, ((0, 0), (0, 0), (1, 0), (0, 0)))[:, :, :-1]
+
+
+class ShiftedConv(nn.Module):
+    """A convolution whose output at (i, j) reads rows <= i only (`right=False`: the centred
+    columns around j; `right=True`: columns <= j). `transpose` doubles the size instead (stride
+    2), keeping the same causality."""
+
+    features: int
+    kernel_size: tuple = (2, 3)
+    right: bool = False
+    stride: int = 1
+    transpose: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = self.kernel_size
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (kh, kw, x.shape[-1], self.features)
+        )
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.transpose:
+            # pad_low=1 keeps the rows of PyTorch's output_padding=1 deconvolution, cropped
+            # as pixelcnn.py crops it (the leading rows; centred or leading columns).
+            return conv.conv_transpose2d(x, kernel, (2, 2), pad_low=1) + bias
+        left = kw - 1 if self.right else (kw - 1) // 2
+        padding = ((kh - 1, 0), (left, kw - 1 - left))
+        return conv.conv2d(x, kernel, (self.stride,) * 2, padding=padding) + bias
+
+
+class GatedResnet(nn.Module):
+    """x + a * sigmoid(b), [a, b] = conv(concat_elu(conv(concat_elu(x)) + nin(skip)))."""
+
+    kernel_size: tuple
+    right: bool
+
+    @nn.compact
+    def __call__(self, x, skip=None):
+        filters = x.shape[-1]
+        h = ShiftedConv(filters, self.kernel_size, self.right)(_concat_elu(x))
+        if skip is not None:
+            h = h + nn.Dense(filters)(_concat_elu(skip))
+        h = ShiftedConv(2 * filters, self.kernel_size, self.right)(_concat_elu(h))
+        a, b = jnp.split(h, 2, axis=-1)
+        return x + a * jax.nn.sigmoid(b)
+
+
+class PixelCNN(nn.Module):
+    """log p(x) of flattened square images in [-1, 1] with `levels` values a pixel."""
+
+    filters: int = 160
+    resnets: int = 3
+    scales: int = 2
+    mixtures: int = 10
+    levels: int = 256
+
+    def _up_pass(self, x):
+        f = self.filters
+        u = [_down_shift(ShiftedConv(f, (2, 3))(x))]
+        ul = [
+            _down_shift(ShiftedConv(f, (1, 3))(x))
+            + _right_shift(ShiftedConv(f, (2, 1), right=True)(x))
+        ]
+        for scale in range(self.scales):
+            if scale:
+                u.append(ShiftedConv(f, (2, 3), stride=2)(u[-1]))
+                ul.append(ShiftedConv(f, (2, 2), right=True, stride=2)(ul[-1]))
+            for _ in range(self.resnets):
+                u.append(GatedResnet((2, 3), False)(u[-1]))
+                ul.append(GatedResnet((2, 2), True)(ul[-1], u[-1]))
+        return u, ul
+
+    @nn.compact
+    def __call__(self, images, per_pixel: bool = False):
+        """log p of each image (of each pixel, given the ones before it, with per_pixel)."""
+        side = math.isqrt(images[0].size)
+        x = images.reshape(images.shape[0], side, side, 1)
+        # A channel of ones lets the shifted convolutions tell padding from black pixels.
+        u_list, ul_list = self._up_pass(jnp.concatenate([x, jnp.ones_like(x)], axis=-1))
+        u, ul = u_list.pop(), ul_list.pop()
+        for scale in range(self.scales):
+            if scale:
+                u = ShiftedConv(self.filters, (2, 3), transpose=True)(u)
+                ul = ShiftedConv(self.filters, (2, 2), right=True, transpose=True)(ul)
+            for _ in range(self.resnets + (1 if scale else 0)):
+                u = GatedResnet((2, 3), False)(u, u_list.pop())
+                skip = jnp.concatenate([u, ul_list.pop()], axis=-1)
+                ul = GatedResnet((2, 2), True)(ul, skip)
+        params = nn.Dense(3 * self.mixtures)(jax.nn.elu(ul))
+        params = params.reshape(x.shape[0], side * side, 3, self.mixtures)
+        log_probs = discretized_logistic_log_prob(
+            images.reshape(x.shape[0], -1),
+            params[..., 0, :],
+            params[..., 1, :],
+            params[..., 2, :],
+            self.levels,
+        )
+        return log_probs if per_pixel else jnp.sum(log_probs, axis=-1)
+
+
 def pixel_log_probs(model, params, images):
     """Each pixel's log-probability given the pixels before it in raster order."""
     return model.apply(params, images, per_pixel=True)
 
 
-def made_from_params(params) -> MADE:
-    """The MADE that `params` (as MADE.init made them) belong to, read off their shapes."""
+def model_from_params(params) -> nn.Module:
+    """The MADE or PixelCNN that `params` (as its init made them) belong to, read off their
+    names and shapes, so a density file needs nothing beside it to be applied."""
     layers = params["params"]
-    names = sorted(layers, key=lambda name: int(name.split("_")[-1]))
-    num_pixels = layers[names[0]]["kernel"].shape[0]
-    hidden = tuple(layers[name]["kernel"].shape[1] for name in names[:-1])
-    mixtures = layers[names[-1]]["kernel"].shape[1] // (3 * num_pixels)
-    return MADE(num_pixels=num_pixels, hidden_sizes=hidden, mixtures=mixtures)
+    if "MaskedDense_0" in layers:
+        names = sorted(layers, key=lambda name: int(name.split("_")[-1]))
+        num_pixels = layers[names[0]]["kernel"].shape[0]
+        hidden = tuple(layers[name]["kernel"].shape[1] for name in names[:-1])
+        mixtures = layers[names[-1]]["kernel"].shape[1] // (3 * num_pixels)
+        return MADE(num_pixels=num_pixels, hidden_sizes=hidden, mixtures=mixtures)
+    # PixelCNN: 4 S - 1 shifted convolutions and 4 R S + 2 S - 2 gated blocks at S scales.
+    convs = sum(name.startswith("ShiftedConv_") for name in layers)
+    blocks = sum(name.startswith("GatedResnet_") for name in layers)
+    scales = (convs + 1) // 4
+    return PixelCNN(
+        filters=layers["ShiftedConv_0"]["kernel"].shape[-1],
+        resnets=(blocks - 2 * scales + 2) // (4 * scales),
+        scales=scales,
+        mixtures=layers["Dense_0"]["kernel"].shape[-1] // 3,
+    )
 
 
 def density_files(folder: str) -> list[str]:
@@ -121,6 +252,6 @@ def density_files(folder: str) -> list[str]:
 
 
 def read_params(path: str):
-    """The parameters of a density.msgpack, as MADE.init made them."""
+    """The parameters of a density.msgpack, as the model's init made them."""
     with open(path, "rb") as f:
         return flax.serialization.msgpack_restore(f.read())

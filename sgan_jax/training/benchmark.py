@@ -72,9 +72,8 @@ def matmul_peak_gflops(sizes=(1024, 2048), repeats: int = 5) -> float:
     return best
 
 
-def benchmark(config, iterations: int, warmup: int = 10) -> dict:
-    """Iterations per second of `config`'s train step after compilation and warm-up, its FLOPs
-    and the fraction of the machine's matmul peak it reaches."""
+def time_steps(config, iterations: int, warmup: int = 10) -> dict:
+    """Iterations per second of `config`'s train step after compilation and warm-up."""
     config_lib.check_config(config)
     mesh = sharding.make_mesh(config.num_devices)
     compiled = _programs(config, mesh)
@@ -96,7 +95,20 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
     seconds = run(dispatches)
     if int(compiled.state.nonfinite_step[0]) >= 0:
         raise RuntimeError("the benchmarked training went non-finite")
-    it_per_s = dispatches * per_dispatch / seconds
+    return dict(
+        it_per_s=dispatches * per_dispatch / seconds,
+        compile_seconds=compile_seconds,
+        iterations=dispatches * per_dispatch,
+        steps_per_dispatch=per_dispatch,
+        mesh=mesh,
+    )
+
+
+def benchmark(config, iterations: int, warmup: int = 10) -> dict:
+    """Iterations per second of `config`'s train step after compilation and warm-up, its FLOPs
+    and the fraction of the machine's matmul peak it reaches."""
+    timed = time_steps(config, iterations, warmup)
+    mesh, it_per_s = timed.pop("mesh"), timed["it_per_s"]
     flops = step_flops(config, mesh)
     peak = matmul_peak_gflops()
     return dict(
@@ -104,9 +116,9 @@ def benchmark(config, iterations: int, warmup: int = 10) -> dict:
         batch_size=config.batch_size,
         backend=jax.default_backend(),
         device=jax.devices()[0].device_kind,
-        compile_seconds=compile_seconds,
-        iterations=dispatches * per_dispatch,
-        steps_per_dispatch=per_dispatch,
+        compile_seconds=timed["compile_seconds"],
+        iterations=timed["iterations"],
+        steps_per_dispatch=timed["steps_per_dispatch"],
         method=config.method,
         model=config.model,
         conv_impl=config.conv_impl,

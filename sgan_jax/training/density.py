@@ -43,19 +43,44 @@ class DensityState:
 LEVELS = 256
 
 
-def create_model(config) -> density_nets.MADE:
-    return density_nets.MADE(
-        num_pixels=784,
-        hidden_sizes=tuple(config.hidden_sizes),
+MODELS = ("made", "pixelcnn")
+
+
+def create_model(config):
+    if config.model == "made":
+        return density_nets.MADE(
+            num_pixels=784,
+            hidden_sizes=tuple(config.hidden_sizes),
+            mixtures=config.mixtures,
+            levels=LEVELS,
+        )
+    return density_nets.PixelCNN(
+        filters=config.filters,
+        resnets=config.resnets,
+        scales=config.scales,
         mixtures=config.mixtures,
         levels=LEVELS,
     )
 
 
+def network_description(config) -> dict:
+    """The keys of `config` that shape its network, as density.json records them."""
+    if config.model == "made":
+        return dict(hidden_sizes=list(config.hidden_sizes), mixtures=config.mixtures)
+    return dict(
+        filters=config.filters,
+        resnets=config.resnets,
+        scales=config.scales,
+        mixtures=config.mixtures,
+    )
+
+
 def check_config(config) -> None:
-    if config.model != "made":
-        raise ConfigError("model", f"must be made; got {config.model!r}")
+    if config.model not in MODELS:
+        raise ConfigError("model", f"must be one of {', '.join(MODELS)}; got {config.model!r}")
     positive = ("batch_size", "num_steps", "learning_rate", "mixtures", "num_held_out")
+    if config.model == "pixelcnn":
+        positive += ("filters", "resnets", "scales")
     for key in (*positive, "log_every", "checkpoint_every"):
         if not config[key] > 0:
             raise ConfigError(key, f"must be > 0; got {config[key]}")
@@ -109,13 +134,13 @@ def independent_bits_per_dim(train_images, test_images, levels: int = LEVELS) ->
     return float(-np.mean(log_p[np.arange(test.shape[1])[None, :], test.astype(np.int64)]))
 
 
-def _initial_state(config, model, tx) -> DensityState:
+def initial_state(config, model, tx) -> DensityState:
     key = jax.random.key(config.seed)
     params = model.init(jax.random.fold_in(key, 0), jnp.zeros((1, 784)))
     return DensityState(jnp.zeros((), jnp.int32), params, tx.init(params), key)
 
 
-def _write_outputs(path: str, config, state, held_out, results: dict) -> None:
+def write_outputs(path: str, config, state, held_out, results: dict) -> None:
     params_file, info_file, held_out_file = density_nets.density_files(path)
     with open(params_file, "wb") as f:
         f.write(flax.serialization.to_bytes(state.params))
@@ -124,8 +149,7 @@ def _write_outputs(path: str, config, state, held_out, results: dict) -> None:
         image_range=IMAGE_RANGE,
         levels=LEVELS,
         model=config.model,
-        hidden_sizes=list(config.hidden_sizes),
-        mixtures=config.mixtures,
+        **network_description(config),
         step=int(state.step),
     )
     metrics.atomic_write_json(info_file, info)
@@ -169,8 +193,8 @@ def train_density(config, path: str) -> dict:
         lock.announce()
     model, tx = create_model(config), optax.adam(config.learning_rate)
     checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), 2)
-    restored, step = checkpointer.restore_latest(_initial_state(config, model, tx))
-    state = restored or _initial_state(config, model, tx)
+    restored, step = checkpointer.restore_latest(initial_state(config, model, tx))
+    state = restored or initial_state(config, model, tx)
     workdir.record(path, config, {}, step)
     writer = metrics.MetricsWriter(os.path.join(path, "metrics.jsonl"), step)
     update = jax.jit(make_update(model, tx, config.batch_size), donate_argnums=0)
@@ -188,7 +212,7 @@ def train_density(config, path: str) -> dict:
         num_held_out=len(held_out),
         process_wall_seconds=time.time() - start,
     )
-    _write_outputs(path, config, state, held_out, results)
+    write_outputs(path, config, state, held_out, results)
     if lock is not None:
         lock.close()
     print(json.dumps(results), flush=True)
