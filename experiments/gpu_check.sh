@@ -7,6 +7,9 @@
 #   bench     it/s of both recipes (several steps_per_dispatch), 3 vmapped seeds against 1
 #   full      the tutorial's 20,000-iteration run end to end, compile and baseline included
 #   improved  the Improved-GAN recipe's 180,000-step run, as far as the time left allows
+#   bad_gan   (not in "all") Bad GAN: a density model (DENSITY_STEPS, default 3,000 updates),
+#             the density candidates' costs on this device (experiments/density_cost.py), and the
+#             full schedule of the original, 1.2M iterations, as far as BAD_GAN_SECONDS allows
 #   cifar10   (not in "all") the Improved-GAN CIFAR-10 recipe at the paper's schedule, as far as
 #             CIFAR_SECONDS allows, where cifar10 is prepared under $TFDS_DATA_DIR; else one line
 #   smoke     all three at a few iterations each, on any device: `make gpu-rehearsal` runs it on
@@ -133,13 +136,46 @@ print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
     "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
 }
 
+part_bad_gan() {  # DENSITY_TIMEOUT + COST_TIMEOUT + BAD_GAN_SECONDS: 7.5 minutes by default
+  local start; start=$(date +%s.%N)
+  timeout "${DENSITY_TIMEOUT:-120}" python3 experiments/train_density.py \
+    --workdir="$WORK/density" --config.num_steps="${DENSITY_STEPS:-3000}" \
+    --config.checkpoint_every=1000 >"$OUT/density.log" 2>&1
+  local status=$?
+  record "{\"part\": \"bad_gan_density\", \"exit\": $status, \"seconds\": \
+$(seconds_since "$start"), \"results\": $(python3 -c 'import json, sys; \
+print(json.dumps(json.load(open(sys.argv[1]))))' "$WORK/density/results.json" 2>/dev/null \
+|| echo null)}" \
+    $status
+  local line
+  line=$(timeout "${COST_TIMEOUT:-150}" python3 experiments/density_cost.py \
+    --candidates="${COST_CANDIDATES:-made_1024,pixelcnn_32,pixelcnn_paper}" \
+    --steps="${COST_STEPS:-3}" --iterations="${COST_ITERATIONS:-20}" 2>>"$OUT/density.log" \
+    | tail -n 1)
+  record "{\"part\": \"bad_gan_density_cost\", \"result\": ${line:-null}}" \
+    "$([ -n "$line" ]; echo $?)"
+  start=$(date +%s.%N)
+  # The original's 2,000 epochs of 600 iterations; SIGTERM when the time is up (a checkpoint).
+  timeout --signal=TERM "${BAD_GAN_SECONDS:-180}" python3 experiments/train.py \
+    --workdir="$WORK/bad_gan_full" --config=experiments/configs/bad_gan_mnist.py \
+    --config.num_iterations=1200000 --config.density_path="$WORK/density" \
+    --config.steps_per_dispatch=600 "${RUN_ARGS[@]}" >"$OUT/bad_gan.log" 2>&1
+  status=$?
+  record "{\"part\": \"bad_gan\", \"exit\": $status, \"seconds\": $(seconds_since "$start"), \
+\"last_eval\": $(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; \
+print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
+"$WORK/bad_gan_full/metrics.jsonl" 2>/dev/null || echo null)}" \
+    "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
+}
+
 case "$PART" in
   bench) part_bench ;;
   full) part_full ;;
   improved) part_improved ;;
   cifar10) part_cifar10 ;;
+  bad_gan) part_bad_gan ;;
   all | smoke) part_bench; part_full; part_improved ;;
-  *) echo "error: part: must be bench, full, improved, cifar10, all or smoke; got $PART" >&2
+  *) echo "error: part: must be bench, full, improved, cifar10, bad_gan, all or smoke; got $PART" >&2
     exit 2 ;;
 esac
 exit $FAILED

@@ -7,12 +7,14 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from sgan_jax.nets import models
+from sgan_jax.nets.layers import BatchStatNorm
 from sgan_jax.training import state
 
-from .conftest import REPO
+from .conftest import REPO, load_config
 
 # ../shared next to the repo; else next to the data folder SGAN_MANUAL_DIR names.
 KERAS_SGAN = next(
@@ -179,3 +181,26 @@ def test_32x32x3_models(model, tutorial_config, improved_config):
 def test_unsupported_image_shape_is_an_error(tutorial_config):
     with pytest.raises(ValueError, match="not one of"):
         models.create_models(tutorial_config, (64, 64, 3), 10)
+
+
+def test_bad_gan_generator_batch_norm_is_pytorchs(improved_config):
+    """generator_bn_scale / _epsilon: each hidden batch norm is PyTorch's affine BatchNorm1d in
+    training mode, (x - mean) / sqrt(var + eps) * scale + bias, written out in numpy here;
+    without them the Improved-GAN layer (a bias only, eps 1e-6) is unchanged."""
+    bad_gan = load_config("bad_gan_mnist")
+    generator, _ = models.create_models(bad_gan, (28, 28, 1), 10)
+    z = models.sample_latent(jax.random.key(3), 64, 100, "uniform")
+    params = generator.init({"params": jax.random.key(0)}, z)["params"]
+    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(4), x.shape), params)
+    norm = params["BatchStatNorm_0"]
+    pre = np.asarray(z) @ np.asarray(params["Dense_0"]["kernel"])
+    expected = (pre - pre.mean(0)) / np.sqrt(pre.var(0) + 1e-5) * norm["scale"] + norm["bias"]
+    _, inter = generator.apply(
+        {"params": params}, z, capture_intermediates=lambda m, _: isinstance(m, BatchStatNorm)
+    )
+    got = inter["intermediates"]["BatchStatNorm_0"]["__call__"][0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    improved, _ = models.create_models(improved_config, (28, 28, 1), 10)
+    assert set(improved.init({"params": jax.random.key(0)}, z)["params"]["BatchStatNorm_0"]) == {
+        "bias"
+    }

@@ -21,6 +21,11 @@ def get_config():
     config.ld_batch = 30  # torch.Tensor(30, config.noise_size)
     config.ld_quantile = 0.1  # cut_point = int(log_probs.shape[0] * 0.1)
 
+    # G: nn.Linear(.., 500, bias=False), nn.BatchNorm1d(500), nn.Softplus() twice: PyTorch's
+    # batch norm learns a scale and a bias, eps 1e-5 (Improved-GAN's: a bias only, eps 1e-6).
+    config.generator_bn_scale = True
+    config.generator_bn_epsilon = 1e-5
+
     # Optimisers: optim.Adam(dis, lr=dis_lr, betas=(0.5, 0.9999)), optim.Adam(gen, lr=gen_lr,
     # betas=(0.0, 0.9999)); PyTorch's Adam adds eps = 1e-8 outside the square root.
     config.learning_rate = 3e-3  # dis_lr = 3e-3

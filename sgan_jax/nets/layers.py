@@ -148,18 +148,22 @@ class WeightNormConv(_WeightNorm):
 
 
 class BatchStatNorm(nn.Module):
-    """Batch normalisation with the batch's own statistics and a learned bias, no scale.
+    """Batch normalisation with the batch's own statistics and a learned bias (and, with
+    `use_scale`, a learned scale, as PyTorch's affine BatchNorm1d has).
 
-    The Improved-GAN generators always normalise with batch statistics (they never run in
+    The GAN generators here always normalise with batch statistics (they never run in
     inference mode), so unlike `nn.BatchNorm` there are no running averages to keep.
     """
 
-    epsilon: float = 1e-6  # the Improved-GAN code's
+    epsilon: float = 1e-6  # the Improved-GAN code's; PyTorch's is 1e-5
+    use_scale: bool = False
 
     @nn.compact
     def __call__(self, x):
         axes = tuple(range(x.ndim - 1))
         mean = jnp.mean(x, axis=axes, keepdims=True)
         var = jnp.var(x, axis=axes, keepdims=True)
-        bias = self.param("bias", zeros, (x.shape[-1],))
-        return (x - mean) * jax.lax.rsqrt(var + self.epsilon) + bias
+        normed = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        if self.use_scale:
+            normed = normed * self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        return normed + self.param("bias", zeros, (x.shape[-1],))

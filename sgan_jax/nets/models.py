@@ -47,6 +47,8 @@ def check_config(config) -> None:
         raise ConfigError("z_dim", f"must be > 0; got {config.z_dim}")
     if not config.init_batch_size >= 0:
         raise ConfigError("init_batch_size", f"must be >= 0; got {config.init_batch_size}")
+    if not config.generator_bn_epsilon > 0:
+        raise ConfigError("generator_bn_epsilon", f"must be > 0; got {config.generator_bn_epsilon}")
     for key in ("d_dropout", "d_input_dropout"):
         if not 0 <= config[key] < 1:
             raise ConfigError(key, f"must be in [0, 1); got {config[key]}")
@@ -106,13 +108,15 @@ class ImprovedMLPGenerator(nn.Module):
     hidden_sizes: Sequence[int] = (500, 500)
     weight_norm: bool = True
     data_init: bool = False  # the first Improved-GAN MNIST code initialises the output from data
+    bn_scale: bool = False  # Bad GAN's PyTorch BatchNorm1d has one
+    bn_epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, z, train: bool = True):
         x = z
         for size in self.hidden_sizes:
             x = nn.Dense(size, use_bias=False, kernel_init=glorot_uniform)(x)
-            x = nn.softplus(BatchStatNorm()(x))
+            x = nn.softplus(BatchStatNorm(self.bn_epsilon, self.bn_scale)(x))
         num_pixels = math.prod(self.image_shape)
         if self.weight_norm:
             x = WeightNormDense(num_pixels, data_init=self.data_init, train_scale=True)(x)
@@ -268,6 +272,8 @@ def create_models(config: ml_collections.ConfigDict, image_shape, num_classes: i
                 config.image_range,
                 weight_norm=config.weight_norm,
                 data_init=config.generator_data_init,
+                bn_scale=config.generator_bn_scale,
+                bn_epsilon=config.generator_bn_epsilon,
             ),
             ImprovedMLPDiscriminator(
                 num_classes,

@@ -72,6 +72,13 @@ KEYS = (
     ),
     ("nets", "weight_norm", False, "weight-normalised layers (improved model)"),
     ("nets", "generator_data_init", False, "data-dependent init of G's weight-normalised output"),
+    (
+        "nets",
+        "generator_bn_scale",
+        False,
+        "G's MLP batch norm learns a scale too (PyTorch's affine BatchNorm1d); off: a bias only",
+    ),
+    ("nets", "generator_bn_epsilon", 1e-6, "epsilon of G's MLP batch norm"),
     ("nets", "init_batch_size", 0, "images for data-dependent init; 0: batch_size"),
     ("nets", "conv_impl", "auto", "auto | matmul (fast on CPU) | xla (lax convolutions)"),
     ("training", "seed", 0, "initialisation, noise, batch sampling"),
