@@ -13,7 +13,7 @@ pushed away from where the model puts mass.
   keep it autoregressive without a blind spot: `u` sees the rows above a pixel, `ul` those and
   the pixels left of it; each scale is `resnets` gated residual blocks, and the down pass mirrors
   the up pass with skips. Unlike the original: plain convolutions (it uses weight-normalised
-  ones with data-dependent init) and no dropout (it drops 0.5 of the residual branch).
+  ones with data-dependent init); no dropout, as Bad GAN builds its MNIST model (dropout_p=0.0).
 """
 
 import math
