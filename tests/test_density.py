@@ -3,7 +3,11 @@ tiny images, autoregressive in raster order, and differentiable in the image."""
 
 import itertools
 import json
-import shutil
+import os
+import re
+import signal
+import subprocess
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +17,7 @@ import pytest
 from sgan_jax.nets import density
 from sgan_jax.training import density as density_training
 
-from .conftest import run_script
+from .conftest import REPO, cli_env, run_script, script_command
 
 
 def _tiny_models(levels: int, num_pixels: int, scales: int = 2):
@@ -86,49 +90,14 @@ def test_independent_baseline_is_a_smoothed_histogram_per_pixel():
     )
 
 
-TINY_DENSITY = (
-    "--config.num_steps=20",
-    "--config.log_every=5",
-    "--config.checkpoint_every=10",
-    "--config.hidden_sizes=(32, 32)",
-    "--config.num_held_out=500",
-    "--config.test_examples=500",
-)
-
-
-def test_density_training_writes_its_file_and_resumes_exactly(mnist, tmp_path):
-    """The command trains on MNIST but the held-out images, reports test bits/dim beside the
-    independent baseline, writes the parameters with what they model; killed after its
-    step-10 checkpoint, the same command ends with the same parameters, byte for byte."""
-    whole = tmp_path / "whole"
-    run_script("train_density.py", f"--workdir={whole}", *TINY_DENSITY)
-    results = json.loads((whole / "results.json").read_text())
-    assert results["final_step"] == 20 and results["num_held_out"] == 500
-    for key in ("test_bits_per_dim", "held_out_bits_per_dim", "independent_test_bits_per_dim"):
-        assert 0 < results[key] < 8, key
-    info = json.loads((whole / "density.json").read_text())
-    assert info["dataset"] == "mnist" and info["levels"] == 256 and info["image_range"]
-    held_out = np.load(whole / "held_out.npy")
-    assert len(held_out) == len(set(held_out.tolist())) == 500
-    resumed = tmp_path / "resumed"
-    shutil.copytree(whole, resumed)
-    shutil.rmtree(resumed / "checkpoints" / "20")
-    for name in ("results.json", "density.msgpack"):
-        (resumed / name).unlink()
-    run_script("train_density.py", f"--workdir={resumed}", *TINY_DENSITY)
-    assert (resumed / "density.msgpack").read_bytes() == (whole / "density.msgpack").read_bytes()
-    rows = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [5, 10, 15, 20]
-
-
 def test_density_training_trains_a_pixelcnn_that_bad_gan_can_read(mnist, tmp_path):
     """model=pixelcnn through the same command: density.json records its shape, and the
     parameters rebuild that network."""
     run_script(
         "train_density.py",
         f"--workdir={tmp_path}",
-        *TINY_DENSITY[:3],
         "--config.num_steps=10",
+        "--config.log_every=5",
         "--config.model=pixelcnn",
         "--config.filters=4",
         "--config.resnets=1",
@@ -175,3 +144,47 @@ def test_cost_command_refuses_an_unknown_candidate():
     result = run_script("density_cost.py", "--candidates=made_1024,pixelcnn_9", check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: candidates:")
+
+
+def test_a_stopped_density_run_resumes_to_the_bytes_and_rows_of_one_never_stopped(mnist, tmp_path):
+    """SIGTERM between two metrics rows: exit 75 after a checkpoint at that step; the same
+    command then ends with the parameters and the rows of the run that was never stopped."""
+    args = (
+        "--config.num_steps=2000",
+        "--config.log_every=7",
+        "--config.checkpoint_every=1000",
+        "--config.hidden_sizes=(16,)",
+        "--config.batch_size=10",
+        "--config.num_held_out=500",
+        "--config.test_examples=200",
+    )
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    run_script("train_density.py", f"--workdir={whole}", *args)
+    results = json.loads((whole / "results.json").read_text())
+    assert results["final_step"] == 2000 and results["num_held_out"] == 500
+    for key in ("test_bits_per_dim", "held_out_bits_per_dim", "independent_test_bits_per_dim"):
+        assert 0 < results[key] < 8, key
+    info = json.loads((whole / "density.json").read_text())
+    assert info["dataset"] == "mnist" and info["levels"] == 256 and info["image_range"]
+    held_out = np.load(whole / "held_out.npy")
+    assert len(held_out) == len(set(held_out.tolist())) == 500
+    process = subprocess.Popen(
+        script_command("train_density.py", f"--workdir={stopped}", *args),
+        env=cli_env(),
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    rows_file, deadline = stopped / "metrics.jsonl", time.time() + 600
+    while not (rows_file.exists() and len(rows_file.read_text().splitlines()) >= 2):
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=600)[1]
+    assert process.returncode == 75, stderr[-2000:]
+    step = int(re.search(r"checkpoint saved at step (\d+)", stderr).group(1))
+    assert 14 <= step < 2000 and str(step) in os.listdir(stopped / "checkpoints")
+    run_script("train_density.py", f"--workdir={stopped}", *args)
+    assert (stopped / "density.msgpack").read_bytes() == (whole / "density.msgpack").read_bytes()
+    assert (stopped / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()

@@ -24,8 +24,8 @@ import optax
 from sgan_jax.data import input_pipeline
 from sgan_jax.nets import density as density_nets
 from sgan_jax.nets import models
-from sgan_jax.runs import checkpointing, metrics, workdir
-from sgan_jax.runs.errors import ConfigError
+from sgan_jax.runs import checkpointing, errors, metrics, workdir
+from sgan_jax.runs.errors import ConfigError, Preempted
 
 # The pixel range the density sees: Bad GAN's (images - 0.5) / 0.5.
 IMAGE_RANGE = "symmetric"
@@ -157,11 +157,23 @@ def write_outputs(path: str, config, state, held_out, results: dict) -> None:
     metrics.atomic_write_json(os.path.join(path, "results.json"), results)
 
 
-def _train_loop(config, state, step, update, train_images, train_idx, writer, checkpointer):
+# The losses since the last metrics row, kept when a signal stops the run between two rows, so
+# that the resumed run writes the row the run never stopped would have.
+PENDING_FILE = "pending_losses.json"
+
+
+def _pending_losses(path: str, step: int) -> list:
+    pending = os.path.join(path, PENDING_FILE)
+    if not os.path.exists(pending) or metrics.read_json(pending)["step"] != step:
+        return []
+    return [jnp.float32(loss) for loss in metrics.read_json(pending)["losses"]]
+
+
+def _train_loop(config, state, step, update, data, writer, checkpointer, stop, path):
     """Steps `step` .. num_steps: a metrics row every log_every, a checkpoint every
-    checkpoint_every and at the end."""
-    images, pool = jnp.asarray(train_images), jnp.asarray(train_idx)
-    losses = []
+    checkpoint_every, at the end, and where a stop signal ends the run; returns the state."""
+    images, pool = (jnp.asarray(x) for x in data)
+    losses = _pending_losses(path, step)
     while step < config.num_steps:
         state, loss = update(state, images, pool)
         step += 1
@@ -170,14 +182,53 @@ def _train_loop(config, state, step, update, train_images, train_idx, writer, ch
             nats = float(jnp.mean(jnp.stack(losses)))
             writer.write({"step": step, "train_bits_per_dim": nats / np.log(2)})
             losses = []
-        if step % config.checkpoint_every == 0 or step == config.num_steps:
+        due = step % config.checkpoint_every == 0 or step == config.num_steps
+        if due or stop.should_stop():
             checkpointer.save(step, state)
+        if stop.signal_name is not None:
+            pending = {"step": step, "losses": [float(x) for x in losses]}
+            metrics.atomic_write_json(os.path.join(path, PENDING_FILE), pending)
+            break
     checkpointer.close()
     return state
 
 
+def _train(config, path: str, dataset, train_idx, stop):
+    """Restores the newest checkpoint (if any) and trains to num_steps or a stop signal."""
+    model, tx = create_model(config), optax.adam(config.learning_rate)
+    checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), 2)
+    restored, step = checkpointer.restore_latest(initial_state(config, model, tx))
+    state = restored or initial_state(config, model, tx)
+    workdir.record(path, config, {}, step)
+    writer = metrics.MetricsWriter(os.path.join(path, "metrics.jsonl"), step)
+    update = jax.jit(make_update(model, tx, config.batch_size), donate_argnums=0)
+    stop.during_training = True
+    data = (dataset.train_images, train_idx)
+    state = _train_loop(config, state, step, update, data, writer, checkpointer, stop, path)
+    stop.during_training = False
+    if stop.signal_name is not None:
+        raise Preempted(stop.signal_name, int(state.step))
+    return state
+
+
+def _results(config, state, dataset, train_idx, held_out, start: float) -> dict:
+    model = create_model(config)
+    return dict(
+        dataset=config.dataset,
+        final_step=int(state.step),
+        test_bits_per_dim=bits_per_dim(model, state.params, dataset.test_images),
+        held_out_bits_per_dim=bits_per_dim(model, state.params, dataset.train_images[held_out]),
+        independent_test_bits_per_dim=independent_bits_per_dim(
+            dataset.train_images[train_idx], dataset.test_images
+        ),
+        num_held_out=len(held_out),
+        process_wall_seconds=time.time() - start,
+    )
+
+
 def train_density(config, path: str) -> dict:
-    """Trains (or resumes) the density model in workdir `path`; returns results.json's dict."""
+    """Trains (or resumes) the density model in workdir `path`; returns results.json's dict.
+    A stop signal (SIGTERM, SIGINT) saves a checkpoint and raises Preempted."""
     start = time.time()
     check_config(config)
     dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
@@ -191,29 +242,13 @@ def train_density(config, path: str) -> dict:
     lock = workdir.lock(path)
     if lock is not None:
         lock.announce()
-    model, tx = create_model(config), optax.adam(config.learning_rate)
-    checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), 2)
-    restored, step = checkpointer.restore_latest(initial_state(config, model, tx))
-    state = restored or initial_state(config, model, tx)
-    workdir.record(path, config, {}, step)
-    writer = metrics.MetricsWriter(os.path.join(path, "metrics.jsonl"), step)
-    update = jax.jit(make_update(model, tx, config.batch_size), donate_argnums=0)
-    state = _train_loop(
-        config, state, step, update, dataset.train_images, train_idx, writer, checkpointer
-    )
-    results = dict(
-        dataset=config.dataset,
-        final_step=int(state.step),
-        test_bits_per_dim=bits_per_dim(model, state.params, dataset.test_images),
-        held_out_bits_per_dim=bits_per_dim(model, state.params, dataset.train_images[held_out]),
-        independent_test_bits_per_dim=independent_bits_per_dim(
-            dataset.train_images[train_idx], dataset.test_images
-        ),
-        num_held_out=len(held_out),
-        process_wall_seconds=time.time() - start,
-    )
-    write_outputs(path, config, state, held_out, results)
-    if lock is not None:
-        lock.close()
+    try:
+        with errors.StopRequests() as stop:
+            state = _train(config, path, dataset, train_idx, stop)
+        results = _results(config, state, dataset, train_idx, held_out, start)
+        write_outputs(path, config, state, held_out, results)
+    finally:
+        if lock is not None:
+            lock.close()
     print(json.dumps(results), flush=True)
     return results
