@@ -62,6 +62,12 @@ seconds_since() {
   python3 -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$1"
 }
 
+last_eval() {  # the last evaluation row of the run in folder $1, or null
+  python3 -c 'import json, sys; rows = [json.loads(l) for l in open(sys.argv[1])]; \
+print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' "$1/metrics.jsonl" \
+    2>/dev/null || echo null
+}
+
 bench() {  # name, then benchmark.py arguments; BENCH_TIMEOUT seconds at most each
   local name=$1; shift
   local line
@@ -112,9 +118,7 @@ part_improved() {  # the paper's schedule, stopped by SIGTERM (checkpoint) when 
     --config.steps_per_dispatch=600 "${RUN_ARGS[@]}" >"$OUT/improved.log" 2>&1
   local status=$?  # 124: stopped by the timeout's SIGTERM, as planned for the full schedule
   record "{\"part\": \"improved\", \"exit\": $status, \"seconds\": $(seconds_since "$start"), \
-\"last_eval\": $(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; \
-print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
-"$WORK/improved_full/metrics.jsonl" 2>/dev/null || echo null)}" \
+\"last_eval\": $(last_eval "$WORK/improved_full")}" \
     "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
 }
 
@@ -130,9 +134,7 @@ sys.exit(not tfds.builder('cifar10').is_prepared())" 2>/dev/null; then
     --config.steps_per_dispatch=500 "${RUN_ARGS[@]}" >"$OUT/cifar10.log" 2>&1
   local status=$?  # 124: stopped by the timeout's SIGTERM after a checkpoint, as planned
   record "{\"part\": \"cifar10\", \"exit\": $status, \"seconds\": $(seconds_since "$start"), \
-\"last_eval\": $(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; \
-print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
-"$WORK/cifar10_full/metrics.jsonl" 2>/dev/null || echo null)}" \
+\"last_eval\": $(last_eval "$WORK/cifar10_full")}" \
     "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
 }
 
@@ -162,9 +164,7 @@ print(json.dumps(json.load(open(sys.argv[1]))))' "$WORK/density/results.json" 2>
     --config.steps_per_dispatch=600 "${RUN_ARGS[@]}" >"$OUT/bad_gan.log" 2>&1
   status=$?
   record "{\"part\": \"bad_gan\", \"exit\": $status, \"seconds\": $(seconds_since "$start"), \
-\"last_eval\": $(python3 -c 'import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; \
-print(json.dumps([r for r in rows if "test_accuracy" in r][-1]))' \
-"$WORK/bad_gan_full/metrics.jsonl" 2>/dev/null || echo null)}" \
+\"last_eval\": $(last_eval "$WORK/bad_gan_full")}" \
     "$([ $status = 0 ] || [ $status = 124 ]; echo $?)"
 }
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sgan_jax.data.input_pipeline import IMAGE_RANGES, scale_images
+from sgan_jax.data.input_pipeline import IMAGE_RANGES
 from sgan_jax.methods import base, improved_gan
 from sgan_jax.nets import density as density_nets
 from sgan_jax.runs import metrics
@@ -63,15 +63,7 @@ def threshold(params, images, quantile: float) -> float:
     """tau: the `quantile` of the density's log-probabilities of uint8 `images`, as
     mnist_trainer.py picks it (np.partition at int(N * quantile))."""
     model = density_nets.model_from_params(params)
-    apply = jax.jit(model.apply)
-    log_probs = np.concatenate(
-        [
-            np.asarray(
-                apply(params, scale_images(images[i : i + 500], "symmetric").reshape(-1, 784))
-            )
-            for i in range(0, len(images), 500)
-        ]
-    )
+    log_probs = density_nets.image_log_probs(model, params, images)
     cut = int(len(log_probs) * quantile)
     return float(np.partition(log_probs, cut)[cut])
 

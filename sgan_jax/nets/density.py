@@ -25,8 +25,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sgan_jax.data.input_pipeline import scale_images
 from sgan_jax.nets import conv
 
+# The pixels a density models: Bad GAN's (images - 0.5) / 0.5, in [-1, 1].
+IMAGE_RANGE = "symmetric"
 # A trained density's files: its parameters, what they model, the training images it never saw.
 DENSITY_FILE, DENSITY_INFO, HELD_OUT_FILE = "density.msgpack", "density.json", "held_out.npy"
 
@@ -244,6 +247,20 @@ def model_from_params(params) -> nn.Module:
         resnets=(blocks - 2 * scales + 2) // (4 * scales),
         scales=scales,
         mixtures=layers["Dense_0"]["kernel"].shape[-1] // 3,
+    )
+
+
+def image_log_probs(model, params, images, batch_size: int = 500) -> np.ndarray:
+    """log p of each uint8 image of `images` under the model, on the [-1, 1] pixels it reads,
+    in batches of `batch_size`."""
+    apply = jax.jit(model.apply)
+    return np.concatenate(
+        [
+            np.asarray(apply(params, scale_images(batch, IMAGE_RANGE).reshape(len(batch), -1)))
+            for batch in (
+                images[start : start + batch_size] for start in range(0, len(images), batch_size)
+            )
+        ]
     )
 
 

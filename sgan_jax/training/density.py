@@ -27,8 +27,7 @@ from sgan_jax.nets import models
 from sgan_jax.runs import checkpointing, errors, metrics, workdir
 from sgan_jax.runs.errors import ConfigError, Preempted
 
-# The pixel range the density sees: Bad GAN's (images - 0.5) / 0.5.
-IMAGE_RANGE = "symmetric"
+IMAGE_RANGE = density_nets.IMAGE_RANGE
 
 
 @flax.struct.dataclass
@@ -115,12 +114,8 @@ def make_update(model, tx, batch_size: int):
 
 def bits_per_dim(model, params, images, batch_size: int = 500) -> float:
     """Mean negative log2-likelihood per pixel of uint8 `images` (the model's exact one)."""
-    apply = jax.jit(model.apply)
-    total = 0.0
-    for start in range(0, len(images), batch_size):
-        batch = input_pipeline.scale_images(images[start : start + batch_size], IMAGE_RANGE)
-        total -= float(jnp.sum(apply(params, batch.reshape(len(batch), -1))))
-    return total / (len(images) * 784 * np.log(2))
+    log_probs = density_nets.image_log_probs(model, params, images, batch_size)
+    return -float(np.sum(log_probs, dtype=np.float64)) / (len(images) * 784 * np.log(2))
 
 
 def independent_bits_per_dim(train_images, test_images, levels: int = LEVELS) -> float:
@@ -164,9 +159,10 @@ PENDING_FILE = "pending_losses.json"
 
 def _pending_losses(path: str, step: int) -> list:
     pending = os.path.join(path, PENDING_FILE)
-    if not os.path.exists(pending) or metrics.read_json(pending)["step"] != step:
+    saved = metrics.read_json(pending) if os.path.exists(pending) else {"step": None}
+    if saved["step"] != step:
         return []
-    return [jnp.float32(loss) for loss in metrics.read_json(pending)["losses"]]
+    return [jnp.float32(loss) for loss in saved["losses"]]
 
 
 def _train_loop(config, state, step, update, data, writer, checkpointer, stop, path):
@@ -182,10 +178,10 @@ def _train_loop(config, state, step, update, data, writer, checkpointer, stop, p
             nats = float(jnp.mean(jnp.stack(losses)))
             writer.write({"step": step, "train_bits_per_dim": nats / np.log(2)})
             losses = []
-        due = step % config.checkpoint_every == 0 or step == config.num_steps
-        if due or stop.should_stop():
+        stopping = stop.should_stop()
+        if stopping or step % config.checkpoint_every == 0 or step == config.num_steps:
             checkpointer.save(step, state)
-        if stop.signal_name is not None:
+        if stopping:
             pending = {"step": step, "losses": [float(x) for x in losses]}
             metrics.atomic_write_json(os.path.join(path, PENDING_FILE), pending)
             break
