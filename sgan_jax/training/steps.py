@@ -182,28 +182,34 @@ def make_train_steps(train_step):
     return train_steps
 
 
-def make_evaluate(discriminator, image_range: str, batch_size: int):
-    """Returns evaluate(params, images, labels) -> accuracy, in inference mode."""
+def make_predict(discriminator, image_range: str, batch_size: int):
+    """Returns predict(params, images) -> class indices, in inference mode, `batch_size` images
+    at a time (the last batch padded)."""
 
-    def evaluate(params, images, labels):
+    def predict(params, images):
         num = images.shape[0]
         num_batches = -(-num // batch_size)
         pad = num_batches * batch_size - num
         images = jnp.pad(images, ((0, pad),) + ((0, 0),) * (images.ndim - 1))
-        labels = jnp.pad(labels, (0, pad), constant_values=-1)  # padding never counts
 
-        def correct(batch):
-            batch_images, batch_labels = batch
+        def classes(batch):
             logits = discriminator.apply(
-                {"params": params}, scale_images(batch_images, image_range), train=False
+                {"params": params}, scale_images(batch, image_range), train=False
             )
-            return jnp.sum(jnp.argmax(logits, axis=-1) == batch_labels)
+            return jnp.argmax(logits, axis=-1)
 
-        batches = (
-            images.reshape(num_batches, batch_size, *images.shape[1:]),
-            labels.reshape(num_batches, batch_size),
-        )
-        return jax.lax.map(correct, batches).sum() / num
+        batches = images.reshape(num_batches, batch_size, *images.shape[1:])
+        return jax.lax.map(classes, batches).reshape(-1)[:num]
+
+    return predict
+
+
+def make_evaluate(discriminator, image_range: str, batch_size: int):
+    """Returns evaluate(params, images, labels) -> accuracy, in inference mode."""
+    predict = make_predict(discriminator, image_range, batch_size)
+
+    def evaluate(params, images, labels):
+        return jnp.sum(predict(params, images) == labels) / images.shape[0]
 
     return evaluate
 
