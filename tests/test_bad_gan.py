@@ -15,7 +15,7 @@ from sgan_jax.methods import bad_gan
 from sgan_jax.nets import density
 from sgan_jax.runs.errors import ConfigError
 
-from .conftest import load_config, read_rows, run_train
+from .conftest import load_config, read_results, read_rows, run_train
 
 
 def test_low_density_term_at_hand_computed_cases():
@@ -95,6 +95,12 @@ def test_a_run_with_the_term_on_from_the_start(mnist, tmp_path):
     logged = [r for r in read_rows(tmp_path / "run") if "g_loss" in r]
     assert len(logged) == 2 and all(r["g_loss_low_density"] >= 0 for r in logged)
     assert np.isfinite(logged[-1]["g_loss"])
+    # results.json records the threshold the run used: tau of the held-out training images.
+    config = load_config("bad_gan_mnist")
+    with config.unlocked():
+        config.density_path = str(tmp_path / "density")
+    tau = float(bad_gan.METHOD.method_data(config, mnist, None)["tau"])
+    assert read_results(tmp_path / "run")["method_data"] == {"ld_threshold": pytest.approx(tau)}
     refused = run_train(
         tmp_path / "refused",
         *common,

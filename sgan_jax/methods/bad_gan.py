@@ -106,6 +106,9 @@ class BadGAN(improved_gan.ImprovedGAN):
         tau = threshold(params, dataset.train_images[held_out], config.ld_quantile)
         return {"density": params, "tau": np.float32(tau)}
 
+    def describe_data(self, method_data: dict) -> dict:
+        return {"ld_threshold": float(method_data["tau"])}
+
     def generator_loss(self, config, nets, g_params, d_params, extra, z_key, key, context=None):
         loss, metrics_ = super().generator_loss(
             config, nets, g_params, d_params, extra, z_key, key, context

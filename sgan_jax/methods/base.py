@@ -93,6 +93,11 @@ class Method:
         the seeds trained together share them. None by default."""
         return {}
 
+    def describe_data(self, method_data: dict) -> dict:
+        """The figures of `method_data` a reader of results.json needs (a threshold, say), as
+        plain JSON values; recorded as its `method_data`."""
+        return {}
+
     def discriminator_loss(self, config, nets: Nets, d_params, batch: DiscriminatorBatch, key):
         """(loss, metrics dict) of the discriminator's parameters."""
         raise NotImplementedError

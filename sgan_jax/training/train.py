@@ -216,6 +216,7 @@ def _train(configs, workdirs, stop: errors.StopRequests) -> list[dict]:
             params=_counts(compiled.state),
             vectorized_seeds=len(configs),
             mesh_devices=mesh.size,
+            method_data=methods.get(config.method).describe_data(method_data),
             **origin,
         )
         # The seeds trained together share this much time; each adds its own baseline's.
