@@ -188,3 +188,8 @@ def test_a_stopped_density_run_resumes_to_the_bytes_and_rows_of_one_never_stoppe
     run_script("train_density.py", f"--workdir={stopped}", *args)
     assert (stopped / "density.msgpack").read_bytes() == (whole / "density.msgpack").read_bytes()
     assert (stopped / "metrics.jsonl").read_text() == (whole / "metrics.jsonl").read_text()
+    # The wall time counts both processes' (from the checkpoint's metadata), the last one's apart.
+    resumed = json.loads((stopped / "results.json").read_text())
+    assert resumed["wall_seconds"] > resumed["process_wall_seconds"] > 0
+    assert results["wall_seconds"] <= results["process_wall_seconds"]
+    assert resumed["git_commit"] and resumed["host"] and resumed["device"]

@@ -87,7 +87,8 @@ def host() -> dict:
     )
 
 
-def provenance(config) -> dict:
+def machine_and_code() -> dict:
+    """Where and with what a result was computed: host, versions, devices, git commit."""
     return dict(
         host=host(),
         versions={p: _version(p) for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint")},
@@ -95,6 +96,12 @@ def provenance(config) -> dict:
         device=jax.devices()[0].device_kind,
         num_devices=jax.device_count(),
         git_commit=git_commit(),
+    )
+
+
+def provenance(config) -> dict:
+    return dict(
+        **machine_and_code(),
         matmul_precision=config.matmul_precision,
         deterministic=config.deterministic,
         xla_flags=os.environ.get("XLA_FLAGS", ""),

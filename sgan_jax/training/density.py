@@ -24,8 +24,9 @@ import optax
 from sgan_jax.data import input_pipeline
 from sgan_jax.nets import density as density_nets
 from sgan_jax.nets import models
-from sgan_jax.runs import checkpointing, errors, metrics, workdir
+from sgan_jax.runs import checkpointing, errors, metrics, provenance, workdir
 from sgan_jax.runs.errors import ConfigError, Preempted
+from sgan_jax.training import progress
 
 IMAGE_RANGE = density_nets.IMAGE_RANGE
 
@@ -165,7 +166,7 @@ def _pending_losses(path: str, step: int) -> list:
     return [jnp.float32(loss) for loss in saved["losses"]]
 
 
-def _train_loop(config, state, step, update, data, writer, checkpointer, stop, path):
+def _train_loop(config, state, step, update, data, writer, checkpointer, stop, path, clock):
     """Steps `step` .. num_steps: a metrics row every log_every, a checkpoint every
     checkpoint_every, at the end, and where a stop signal ends the run; returns the state."""
     images, pool = (jnp.asarray(x) for x in data)
@@ -180,7 +181,7 @@ def _train_loop(config, state, step, update, data, writer, checkpointer, stop, p
             losses = []
         stopping = stop.should_stop()
         if stopping or step % config.checkpoint_every == 0 or step == config.num_steps:
-            checkpointer.save(step, state)
+            checkpointer.save(step, state, _elapsed(clock))
         if stopping:
             pending = {"step": step, "losses": [float(x) for x in losses]}
             metrics.atomic_write_json(os.path.join(path, PENDING_FILE), pending)
@@ -189,27 +190,33 @@ def _train_loop(config, state, step, update, data, writer, checkpointer, stop, p
     return state
 
 
-def _train(config, path: str, dataset, train_idx, stop):
+def _train(config, path: str, dataset, train_idx, stop, clock: progress.Clock):
     """Restores the newest checkpoint (if any) and trains to num_steps or a stop signal."""
     model, tx = create_model(config), optax.adam(config.learning_rate)
     checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), 2)
     restored, step = checkpointer.restore_latest(initial_state(config, model, tx))
     state = restored or initial_state(config, model, tx)
+    # Training's wall time across resumes: unknown (None) after a checkpoint saved without it.
+    clock.before = checkpointer.metadata(step).get("elapsed_seconds") if step else 0.0
     workdir.record(path, config, {}, step)
     writer = metrics.MetricsWriter(os.path.join(path, "metrics.jsonl"), step)
     update = jax.jit(make_update(model, tx, config.batch_size), donate_argnums=0)
     stop.during_training = True
     data = (dataset.train_images, train_idx)
-    state = _train_loop(config, state, step, update, data, writer, checkpointer, stop, path)
+    state = _train_loop(config, state, step, update, data, writer, checkpointer, stop, path, clock)
     stop.during_training = False
     if stop.signal_name is not None:
         raise Preempted(stop.signal_name, int(state.step))
     return state
 
 
-def _results(config, state, dataset, train_idx, held_out, start: float) -> dict:
+def _elapsed(clock: progress.Clock) -> dict:
+    return {} if clock.before is None else {"elapsed_seconds": clock.run_seconds()}
+
+
+def _results(config, state, dataset, train_idx, held_out, clock: progress.Clock) -> dict:
     model = create_model(config)
-    return dict(
+    results = dict(
         dataset=config.dataset,
         final_step=int(state.step),
         test_bits_per_dim=bits_per_dim(model, state.params, dataset.test_images),
@@ -218,15 +225,23 @@ def _results(config, state, dataset, train_idx, held_out, start: float) -> dict:
             dataset.train_images[train_idx], dataset.test_images
         ),
         num_held_out=len(held_out),
-        process_wall_seconds=time.time() - start,
+    )
+    return dict(
+        results,
+        # Training and this evaluation, across resumes (None if a checkpoint predates timing).
+        wall_seconds=None if clock.before is None else clock.run_seconds(),
+        process_wall_seconds=clock.process_seconds(),
+        process_started=clock.process_start,
+        finished=time.time(),
     )
 
 
 def train_density(config, path: str) -> dict:
     """Trains (or resumes) the density model in workdir `path`; returns results.json's dict.
     A stop signal (SIGTERM, SIGINT) saves a checkpoint and raises Preempted."""
-    start = time.time()
+    clock = progress.Clock(time.time())
     check_config(config)
+    origin = provenance.machine_and_code()  # the code that runs, before anything changes it
     dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
     if dataset.image_shape != (28, 28, 1):
         raise ConfigError("dataset", f"{config.dataset!r} is not 28x28x1")
@@ -240,8 +255,8 @@ def train_density(config, path: str) -> dict:
         lock.announce()
     try:
         with errors.StopRequests() as stop:
-            state = _train(config, path, dataset, train_idx, stop)
-        results = _results(config, state, dataset, train_idx, held_out, start)
+            state = _train(config, path, dataset, train_idx, stop, clock)
+        results = dict(_results(config, state, dataset, train_idx, held_out, clock), **origin)
         write_outputs(path, config, state, held_out, results)
     finally:
         if lock is not None:
