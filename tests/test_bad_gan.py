@@ -84,7 +84,7 @@ def test_a_run_with_the_term_on_from_the_start(mnist, tmp_path):
     probability 1) and logged; a missing density is one line and exit 2, nothing written."""
     _write_density(tmp_path / "density")
     common = ("--config.num_iterations=10", "--config.supervised_epochs=0")
-    run_train(
+    trained = run_train(
         tmp_path / "run",
         *common,
         f"--config.density_path={tmp_path / 'density'}",
@@ -100,7 +100,10 @@ def test_a_run_with_the_term_on_from_the_start(mnist, tmp_path):
     with config.unlocked():
         config.density_path = str(tmp_path / "density")
     tau = float(bad_gan.METHOD.method_data(config, mnist, None)["tau"])
-    assert read_results(tmp_path / "run")["method_data"] == {"ld_threshold": pytest.approx(tau)}
+    results = read_results(tmp_path / "run")
+    assert results["method_data"] == {"ld_threshold": pytest.approx(tau)}
+    assert results["method"] == "bad_gan"
+    assert f"bad_gan, best validation (step {results['best_validation_step']})" in trained.stdout
     refused = run_train(
         tmp_path / "refused",
         *common,

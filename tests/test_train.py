@@ -42,7 +42,7 @@ def test_writes_every_output(reference_run):
     assert 0.0 <= results["supervised_test_accuracy"] <= 1.0
     for key in ("num_labeled", "seed", "num_iterations", "wall_seconds", "git_commit", "backend"):
         assert key in results
-    assert results["num_labeled"] == 100 and results["seed"] == 0
+    assert results["num_labeled"] == 100 and results["seed"] == 0 and results["method"] == "sgan"
     assert results["test_examples"] == 2000  # the suite's subset (conftest.TEST_EXAMPLES)
     assert set(results["versions"]) >= {"jax", "jaxlib", "flax"}
     # The cores this process may use set XLA:CPU's rounding; the suite's runs are unpinned.

@@ -144,6 +144,7 @@ def results(config, workdir: str, step: int, final_eval, baseline, best, summary
     """results.json: the run's accuracies, the baseline's, and `summary` (params, timing,
     provenance). `best` is the eval row with the best validation accuracy, if any."""
     out = dict(
+        method=config.method,
         dataset=config.dataset,
         num_labeled=config.num_labeled,
         label_selection=config.label_selection,
@@ -188,11 +189,12 @@ def format_duration(seconds: float) -> str:
 
 
 def print_table(results: dict) -> None:
-    rows = [("SGAN", results["test_accuracy"])]
+    method = results["method"]
+    rows = [(method, results["test_accuracy"])]
     if results.get("selected_test_accuracy") is not None:
         rows.append(
             (
-                f"SGAN, best validation (step {results['best_validation_step']})",
+                f"{method}, best validation (step {results['best_validation_step']})",
                 results["selected_test_accuracy"],
             )
         )
