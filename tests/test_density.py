@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from sgan_jax.nets import density
 from sgan_jax.training import density as density_training
@@ -41,6 +42,30 @@ def test_log_likelihood_sums_to_one_over_every_tiny_image(levels, which):
     for p in (params, shaken):
         total = float(jnp.exp(jax.scipy.special.logsumexp(model.apply(p, images))))
         assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["made", "pixelcnn"])
+def test_samples_follow_the_likelihood(which):
+    """20,000 draws of 2x2 images with 4 levels: each of the 256 images turns up as often as
+    its probability says (within 5 standard errors of a frequency)."""
+    levels, num = 4, 20_000
+    model = _tiny_models(levels, 4, scales=1)[which]
+    values = np.linspace(-1.0, 1.0, levels)
+    images = jnp.asarray(list(itertools.product(values, repeat=4)), jnp.float32)
+    params = model.init(jax.random.key(0), images)
+    params = jax.tree.map(lambda x: x + jax.random.normal(jax.random.key(1), x.shape), params)
+    expected = np.exp(np.asarray(model.apply(params, images), np.float64))
+    drawn = np.asarray(
+        jax.jit(density.sample, static_argnums=(0, 3, 4))(model, params, jax.random.key(2), num, 4)
+    )
+    assert np.all(np.min(np.abs(drawn[..., None] - values), axis=-1) < 1e-6)  # on the levels
+    index = np.round((drawn + 1) / 2 * (levels - 1)).astype(int) @ levels ** np.arange(3, -1, -1)
+    frequency = np.bincount(index, minlength=levels**4) / num
+    error = np.sqrt(expected * (1 - expected) / num)
+    assert np.all(np.abs(frequency - expected) <= 5 * error + 1e-4), np.max(
+        np.abs(frequency - expected)
+    )
+    assert expected.max() > 2 / levels**4  # a skewed distribution, not a uniform one
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["made", "pixelcnn"])
@@ -114,6 +139,14 @@ def test_density_training_trains_a_pixelcnn_that_bad_gan_can_read(mnist, tmp_pat
         filters=4, resnets=1, scales=1, mixtures=5
     )
     assert 0 < json.loads((tmp_path / "results.json").read_text())["test_bits_per_dim"] < 8
+    _assert_figures(tmp_path)
+
+
+def _assert_figures(folder):
+    """The drawn samples are a picture, not a blank; the curve is there."""
+    grid = np.asarray(Image.open(folder / "samples" / "samples.png"))
+    assert grid.shape[0] > 100 and grid.std() > 0
+    assert os.listdir(folder / "plots") == ["train_bits_per_dim.png"]
 
 
 def test_cost_of_a_candidate_is_measured_on_the_real_steps(tmp_path):
@@ -167,6 +200,7 @@ def test_a_stopped_density_run_resumes_to_the_bytes_and_rows_of_one_never_stoppe
     info = json.loads((whole / "density.json").read_text())
     assert info["dataset"] == "mnist" and info["levels"] == 256 and info["image_range"]
     held_out = np.load(whole / "held_out.npy")
+    _assert_figures(whole)
     assert len(held_out) == len(set(held_out.tolist())) == 500
     process = subprocess.Popen(
         script_command("train_density.py", f"--workdir={stopped}", *args),

@@ -60,6 +60,16 @@ def discretized_logistic_log_prob(x, logit_weights, means, log_scales, levels: i
     return jax.nn.logsumexp(per_component + jax.nn.log_softmax(logit_weights, axis=-1), axis=-1)
 
 
+def _score(x, params, levels: int, per_pixel: bool, mixture: bool):
+    """A model's output from its pixels' mixture parameters (weights, means, log scales)."""
+    if mixture:
+        return params
+    log_probs = discretized_logistic_log_prob(
+        x, params[..., 0, :], params[..., 1, :], params[..., 2, :], levels
+    )
+    return log_probs if per_pixel else jnp.sum(log_probs, axis=-1)
+
+
 def _made_masks(num_inputs: int, hidden_sizes, rng: np.random.Generator):
     """MADE's masks for raster order: unit k of a hidden layer sees inputs < its degree, and
     output d sees hidden units of degree < d + 1, so output d depends on inputs 0 .. d - 1."""
@@ -95,8 +105,9 @@ class MADE(nn.Module):
     mask_seed: int = 0
 
     @nn.compact
-    def __call__(self, images, per_pixel: bool = False):
-        """log p of each image (of each pixel, given the ones before it, with per_pixel)."""
+    def __call__(self, images, per_pixel: bool = False, mixture: bool = False):
+        """log p of each image (of each pixel, given the ones before it, with per_pixel; with
+        mixture, each pixel's mixture parameters, (batch, pixels, 3, mixtures))."""
         x = images.reshape(images.shape[0], -1)
         hidden_masks, output_mask = _made_masks(
             self.num_pixels, self.hidden_sizes, np.random.default_rng(self.mask_seed)
@@ -108,10 +119,7 @@ class MADE(nn.Module):
         width = 3 * self.mixtures
         params = MaskedDense(self.num_pixels * width, np.repeat(output_mask, width, axis=1))(h)
         params = params.reshape(x.shape[0], self.num_pixels, 3, self.mixtures)
-        log_probs = discretized_logistic_log_prob(
-            x, params[..., 0, :], params[..., 1, :], params[..., 2, :], self.levels
-        )
-        return log_probs if per_pixel else jnp.sum(log_probs, axis=-1)
+        return _score(x, params, self.levels, per_pixel, mixture)
 
 
 def _concat_elu(x):
@@ -196,8 +204,9 @@ class PixelCNN(nn.Module):
         return u, ul
 
     @nn.compact
-    def __call__(self, images, per_pixel: bool = False):
-        """log p of each image (of each pixel, given the ones before it, with per_pixel)."""
+    def __call__(self, images, per_pixel: bool = False, mixture: bool = False):
+        """log p of each image (of each pixel, given the ones before it, with per_pixel; with
+        mixture, each pixel's mixture parameters, (batch, pixels, 3, mixtures))."""
         side = math.isqrt(images[0].size)
         x = images.reshape(images.shape[0], side, side, 1)
         # A channel of ones lets the shifted convolutions tell padding from black pixels.
@@ -213,19 +222,35 @@ class PixelCNN(nn.Module):
                 ul = GatedResnet((2, 2), True)(ul, skip)
         params = nn.Dense(3 * self.mixtures)(jax.nn.elu(ul))
         params = params.reshape(x.shape[0], side * side, 3, self.mixtures)
-        log_probs = discretized_logistic_log_prob(
-            images.reshape(x.shape[0], -1),
-            params[..., 0, :],
-            params[..., 1, :],
-            params[..., 2, :],
-            self.levels,
-        )
-        return log_probs if per_pixel else jnp.sum(log_probs, axis=-1)
+        return _score(images.reshape(x.shape[0], -1), params, self.levels, per_pixel, mixture)
 
 
 def pixel_log_probs(model, params, images):
     """Each pixel's log-probability given the pixels before it in raster order."""
     return model.apply(params, images, per_pixel=True)
+
+
+def sample(model, params, key, num: int, num_pixels: int) -> jax.Array:
+    """`num` flattened images in [-1, 1] drawn from the model in raster order: each pixel from
+    its mixture given the pixels drawn before it, one pass of the model a pixel. A logistic
+    draw rounded to the nearest of the `levels` values, the ends taking the tails, is a draw of
+    the discretized logistic the likelihood scores."""
+    levels = model.levels
+
+    def draw_pixel(d, images):
+        component_key, logistic_key = jax.random.split(jax.random.fold_in(key, d))
+        weights, means, log_scales = jnp.moveaxis(
+            model.apply(params, images, mixture=True)[:, d], 1, 0
+        )
+        component = jax.random.categorical(component_key, weights)[:, None]
+        mean = jnp.take_along_axis(means, component, axis=-1)[:, 0]
+        log_scale = jnp.take_along_axis(log_scales, component, axis=-1)[:, 0]
+        u = jax.random.uniform(logistic_key, (num,), minval=1e-6, maxval=1 - 1e-6)
+        value = mean + jnp.exp(log_scale) * (jnp.log(u) - jnp.log1p(-u))
+        level = jnp.clip(jnp.round((value + 1) / 2 * (levels - 1)), 0, levels - 1)
+        return images.at[:, d].set(2 * level / (levels - 1) - 1)
+
+    return jax.lax.fori_loop(0, num_pixels, draw_pixel, jnp.zeros((num, num_pixels)))
 
 
 def model_from_params(params) -> nn.Module:

@@ -58,6 +58,16 @@ def plot_training_curves(rows: list[dict], path: str) -> None:
     _save(fig, path)
 
 
+def plot_series(rows: list[dict], key: str, path: str) -> None:
+    """One logged value against the step."""
+    points = [(r["step"], r[key]) for r in rows if key in r]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(*zip(*points, strict=True))
+    ax.set(xlabel="step", ylabel=key)
+    ax.grid(True)
+    _save(fig, path)
+
+
 def plot_supervised_loss(rows: list[dict], path: str) -> None:
     """The tutorial's figure: the discriminator's supervised loss against iterations."""
     loss_rows = [r for r in rows if "d_loss_supervised" in r]

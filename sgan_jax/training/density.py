@@ -9,6 +9,7 @@ trains the density. Checkpoints resume it exactly, as any run here. At the end i
   density.msgpack   the parameters; density.json what they model (dataset, levels, image range,
                     the network), which a Bad GAN run checks before it loads them
   held_out.npy      the training-set indices held out
+  samples/          16 images drawn from the model; plots/: train bits/dim against updates
 """
 
 import json
@@ -24,7 +25,7 @@ import optax
 from sgan_jax.data import input_pipeline
 from sgan_jax.nets import density as density_nets
 from sgan_jax.nets import models
-from sgan_jax.runs import checkpointing, errors, metrics, provenance, workdir
+from sgan_jax.runs import checkpointing, errors, metrics, plots, provenance, workdir
 from sgan_jax.runs.errors import ConfigError, Preempted
 from sgan_jax.training import progress
 
@@ -151,6 +152,23 @@ def write_outputs(path: str, config, state, held_out, results: dict) -> None:
     metrics.atomic_write_json(info_file, info)
     np.save(held_out_file, held_out)
     metrics.atomic_write_json(os.path.join(path, "results.json"), results)
+    _write_figures(path, config, state)
+
+
+def _write_figures(path: str, config, state) -> None:
+    """samples/samples.png: 16 images drawn from the model; plots/: train bits/dim by step."""
+    model = create_model(config)
+    # A key of its own: a split of the seed's, where training folds in step numbers.
+    key = jax.random.split(jax.random.key(config.seed))[1]
+    drawn = jax.jit(density_nets.sample, static_argnums=(0, 3, 4))(
+        model, state.params, key, 16, 784
+    )
+    images = (np.asarray(drawn).reshape(16, 28, 28, 1) + 1) / 2
+    plots.save_sample_grid(images, os.path.join(path, "samples", "samples.png"))
+    rows = metrics.read_rows(os.path.join(path, "metrics.jsonl"))
+    plots.plot_series(
+        rows, "train_bits_per_dim", os.path.join(path, "plots", "train_bits_per_dim.png")
+    )
 
 
 # The losses since the last metrics row, kept when a signal stops the run between two rows, so
