@@ -41,13 +41,13 @@ def saved_run_config(path: str):
 
 
 def _checkpoint_step(directory: str, step: int | None) -> int:
-    steps = checkpointing.Checkpointer(directory, None).steps() if os.path.isdir(directory) else []
-    if not steps:
+    saved = checkpointing.Checkpointer(directory, None).steps() if os.path.isdir(directory) else []
+    if not saved:
         raise ConfigError("checkpoint", f"{directory} holds no checkpoint")
     if step is None:
-        return steps[-1]
-    if step not in steps:
-        raise ConfigError("step", f"{step} is not saved in {directory}; saved: {steps}")
+        return saved[-1]
+    if step not in saved:
+        raise ConfigError("step", f"{step} is not saved in {directory}; saved: {saved}")
     return step
 
 
