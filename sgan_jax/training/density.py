@@ -199,7 +199,7 @@ def _train_loop(config, state, step, update, data, writer, checkpointer, stop, p
             losses = []
         stopping = stop.should_stop()
         if stopping or step % config.checkpoint_every == 0 or step == config.num_steps:
-            checkpointer.save(step, state, _elapsed(clock))
+            checkpointer.save(step, state, {"elapsed_seconds": _run_seconds(clock)})
         if stopping:
             pending = {"step": step, "losses": [float(x) for x in losses]}
             metrics.atomic_write_json(os.path.join(path, PENDING_FILE), pending)
@@ -228,8 +228,9 @@ def _train(config, path: str, dataset, train_idx, stop, clock: progress.Clock):
     return state
 
 
-def _elapsed(clock: progress.Clock) -> dict:
-    return {} if clock.before is None else {"elapsed_seconds": clock.run_seconds()}
+def _run_seconds(clock: progress.Clock) -> float | None:
+    """Training's wall time across resumes; None after a checkpoint saved without it."""
+    return None if clock.before is None else clock.run_seconds()
 
 
 def _results(config, state, dataset, train_idx, held_out, clock: progress.Clock) -> dict:
@@ -246,8 +247,7 @@ def _results(config, state, dataset, train_idx, held_out, clock: progress.Clock)
     )
     return dict(
         results,
-        # Training and this evaluation, across resumes (None if a checkpoint predates timing).
-        wall_seconds=None if clock.before is None else clock.run_seconds(),
+        wall_seconds=_run_seconds(clock),  # training and this evaluation
         process_wall_seconds=clock.process_seconds(),
         process_started=clock.process_start,
         finished=time.time(),

@@ -40,8 +40,8 @@ def saved_run_config(path: str):
     return config
 
 
-def _checkpoint_step(directory: str, step: int | None) -> int:
-    saved = checkpointing.Checkpointer(directory, None).steps() if os.path.isdir(directory) else []
+def _checkpoint_step(checkpointer: checkpointing.Checkpointer, step: int | None) -> int:
+    saved, directory = checkpointer.steps(), checkpointer.directory
     if not saved:
         raise ConfigError("checkpoint", f"{directory} holds no checkpoint")
     if step is None:
@@ -86,7 +86,10 @@ def evaluate_checkpoint(path: str, checkpoint: str = "newest", step: int | None 
         raise ConfigError("checkpoint", f"must be one of {', '.join(CHECKPOINT_FOLDERS)}")
     config = saved_run_config(path)
     directory = os.path.join(path, CHECKPOINT_FOLDERS[checkpoint])
-    step = _checkpoint_step(directory, step)
+    if not os.path.isdir(directory):  # before a Checkpointer, which would create it
+        raise ConfigError("checkpoint", f"{directory} holds no checkpoint")
+    checkpointer = checkpointing.Checkpointer(directory, None)
+    step = _checkpoint_step(checkpointer, step)
     dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
     split = input_pipeline.select_for_configs([config], dataset)[0]
     generator, discriminator = models.create_models(
@@ -99,11 +102,12 @@ def evaluate_checkpoint(path: str, checkpoint: str = "newest", step: int | None 
         input_pipeline.init_images(config, dataset, split),
         split.pool_sizes,
     )
-    state = checkpointing.Checkpointer(directory, None).restore(step, like)
+    state = checkpointer.restore(step, like)
+    checkpointer.close()
     predict = jax.jit(steps.make_predict(discriminator, config.image_range, config.eval_batch_size))
     weights = {"evaluated": state.eval_params()}
     if state.discriminator_ema is not None:
-        weights["raw"] = state.discriminator.params  # the EMA's own weights, for comparison
+        weights["raw"] = state.discriminator.params  # the weights the EMA averages
     splits = {"test": (dataset.test_images, dataset.test_labels)}
     if config.num_validation:
         splits["validation"] = (
