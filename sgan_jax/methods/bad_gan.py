@@ -117,12 +117,15 @@ class BadGAN(improved_gan.ImprovedGAN):
         active = (context.step > config.ld_start) & (
             jax.random.uniform(coin_key) < config.ld_probability
         )
+        # Nine iterations in ten skip the density model: a branch taken when any seed's coin
+        # says so, masked per seed.
         low_density = jax.lax.cond(
-            active,
+            context.any_seed(active),
             functools.partial(self._low_density, config, nets, context.method_data, ld_z_key),
             lambda params: jnp.zeros((), jnp.float32),
             g_params,
         )
+        low_density = jnp.where(active, low_density, 0.0)
         return loss + low_density, dict(metrics_, g_loss_low_density=low_density)
 
     @staticmethod

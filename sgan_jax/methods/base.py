@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, ClassVar, Protocol
 
 import jax
+import jax.numpy as jnp
 
 from sgan_jax.runs.errors import ConfigError
 
@@ -44,11 +45,23 @@ class DiscriminatorBatch:
 
 @dataclasses.dataclass(frozen=True)
 class StepContext:
-    """What else the generator's objective may read: the iteration, and the method's own
-    arrays (`Method.method_data`), on the devices."""
+    """What else the generator's objective may read: the iteration, the method's own arrays
+    (`Method.method_data`) on the devices, and the name of the axis of the seeds trained
+    together (None outside their vmap)."""
 
     step: jax.Array
     method_data: dict
+    seed_axis: str | None = None
+
+    def any_seed(self, predicate: jax.Array) -> jax.Array:
+        """`predicate` (a per-seed bool) or-ed over the seeds trained together: the predicate
+        of a `lax.cond` that skips work no seed needs. Under the seeds' vmap a per-seed
+        predicate turns the cond into a select that runs both branches every iteration; this
+        one is the same for all seeds, so the cond stays a branch. Mask the branch's result
+        per seed with `predicate`."""
+        if self.seed_axis is None:
+            return predicate
+        return jax.lax.pmax(predicate.astype(jnp.int32), self.seed_axis) > 0
 
 
 class Nets(Protocol):

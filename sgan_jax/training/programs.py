@@ -54,7 +54,7 @@ class Programs:
             sharding.split_leading_axis if per_seed else sharding.replicate, mesh=mesh
         )
         self.place = functools.partial(sharding.replicate, mesh=mesh)
-        train_step = steps.make_train_step(
+        train_step = steps.make_seeds_train_step(
             config,
             generator,
             discriminator,
@@ -84,9 +84,6 @@ class Programs:
         if method_data is None:
             method_data = methods.get(config.method).method_data(config, dataset, splits[0])
         self.data = {**shared, **indices, "method": self.place(method_data)}
-        data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
-        data_axes["method"] = None
-        train_step = jax.vmap(train_step, in_axes=(0, data_axes, None))
         # The new state keeps the old one's placement. Left to XLA, seeds split over devices
         # got their step counters back replicated, so the second call compiled the step again.
         placement = jax.tree.map(lambda x: x.sharding, self.state)

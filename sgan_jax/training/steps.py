@@ -84,12 +84,13 @@ def _stacked(metrics: dict, names) -> jax.Array:
     return jnp.stack([metrics[name] for name in names])
 
 
-def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
+def make_train_step(config, generator, discriminator, shard_batch=lambda x: x, seed_axis=None):
     """Returns train_step(state, data, step=None) -> state, one iteration of config.method.
 
     `data` is `input_pipeline.device_data(...)`, with the method's arrays under "method" (absent
     when it has none). `shard_batch` places a batch on the devices (data parallelism); the
-    identity on one device.
+    identity on one device. `seed_axis` names the vmap axis of seeds trained together
+    (`make_seeds_train_step`), None when the step is not vmapped.
     """
     method = methods.get(config.method)
     nets = Nets(config, generator, discriminator, shard_batch)
@@ -133,7 +134,7 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
                 samplers, indices = draw(state, data, step, samplers, name, key)
                 extra[name] = images(data, indices)
 
-        context = StepContext(step=step, method_data=data.get("method", {}))
+        context = StepContext(step, data.get("method", {}), seed_axis)
 
         def loss(g_params):
             z_key, key = keys["fake_for_generator"], keys["generator"]
@@ -170,6 +171,21 @@ def make_train_step(config, generator, discriminator, shard_batch=lambda x: x):
         )
 
     return train_step
+
+
+SEED_AXIS = "seeds"
+
+
+def make_seeds_train_step(config, generator, discriminator, shard_batch=lambda x: x):
+    """Returns train_step(states, data, step) -> states, one iteration of every seed trained
+    together, vmapped over the seeds' leading axis. `data` has the method's arrays under
+    "method" ({} when it has none). The step is shared and unbatched, which
+    keeps the samplers' lax.cond a real branch instead of a select that runs both sides."""
+    train_step = make_train_step(config, generator, discriminator, shard_batch, SEED_AXIS)
+    # Each seed has its own labeled split; the images, labels and method arrays are shared.
+    data_axes = {"images": None, "labels": None, "labeled_idx": 0, "unlabeled_idx": 0}
+    data_axes["method"] = None
+    return jax.vmap(train_step, in_axes=(0, data_axes, None), axis_name=SEED_AXIS)
 
 
 def make_train_steps(train_step):
