@@ -7,6 +7,8 @@ import os
 import numpy as np
 import pytest
 
+from sgan_jax.runs import checkpointing
+from sgan_jax.runs.errors import ConfigError
 from sgan_jax.training import evaluation
 from tests.conftest import DATA_DIR, MANUAL_DIR, TEST_EXAMPLES, read_results, run_script
 from tests.test_cli_errors import assert_clean_error
@@ -90,3 +92,16 @@ def test_bad_input_is_one_line(reference_run, tmp_path, args, message):
     assert result.returncode == 2
     assert_clean_error(result, message)
     assert _snapshot(reference_run) == before and os.listdir(tmp_path) == []
+
+
+def test_a_refused_step_still_closes_the_checkpointer(reference_run, monkeypatch):
+    """The step is looked up after the Checkpointer opens; refusing it closes the Checkpointer
+    (and its orbax manager) all the same."""
+    closed = []
+    close = checkpointing.Checkpointer.close
+    monkeypatch.setattr(
+        checkpointing.Checkpointer, "close", lambda self: closed.append(close(self))
+    )
+    with pytest.raises(ConfigError, match="3 is not saved"):
+        evaluation.evaluate_checkpoint(str(reference_run), step=3)
+    assert len(closed) == 1

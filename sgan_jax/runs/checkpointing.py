@@ -194,6 +194,12 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 def newest_saved_step(directories: list[str]) -> int | None:
     """The newest step that every one of `directories` holds a whole checkpoint of (orbax

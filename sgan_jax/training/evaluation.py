@@ -88,22 +88,21 @@ def evaluate_checkpoint(path: str, checkpoint: str = "newest", step: int | None 
     directory = os.path.join(path, CHECKPOINT_FOLDERS[checkpoint])
     if not os.path.isdir(directory):  # before a Checkpointer, which would create it
         raise ConfigError("checkpoint", f"{directory} holds no checkpoint")
-    checkpointer = checkpointing.Checkpointer(directory, None)
-    step = _checkpoint_step(checkpointer, step)
-    dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
-    split = input_pipeline.select_for_configs([config], dataset)[0]
-    generator, discriminator = models.create_models(
-        config, dataset.image_shape, dataset.num_classes
-    )
-    like = state_lib.create_train_state(
-        config,
-        generator,
-        discriminator,
-        input_pipeline.init_images(config, dataset, split),
-        split.pool_sizes,
-    )
-    state = checkpointer.restore(step, like)
-    checkpointer.close()
+    with checkpointing.Checkpointer(directory, None) as checkpointer:
+        step = _checkpoint_step(checkpointer, step)
+        dataset = input_pipeline.load_for_processes(config, models.SUPPORTED_SHAPES)
+        split = input_pipeline.select_for_configs([config], dataset)[0]
+        generator, discriminator = models.create_models(
+            config, dataset.image_shape, dataset.num_classes
+        )
+        like = state_lib.create_train_state(
+            config,
+            generator,
+            discriminator,
+            input_pipeline.init_images(config, dataset, split),
+            split.pool_sizes,
+        )
+        state = checkpointer.restore(step, like)
     predict = jax.jit(steps.make_predict(discriminator, config.image_range, config.eval_batch_size))
     weights = {"evaluated": state.eval_params()}
     if state.discriminator_ema is not None:
