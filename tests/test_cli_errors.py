@@ -23,7 +23,12 @@ CASES = [
     ("batch_size_zero", ["--config.batch_size=0"], "batch_size"),
     ("num_iterations_negative", ["--config.num_iterations=-1"], "num_iterations"),
     ("lr_decay_start_above_one", ["--config.lr_decay_start=1.5"], "lr_decay_start"),
-    ("unknown_config_key", ["--config.no_such_key=1"], "no_such_key"),
+    ("unknown_config_key", ["--config.no_such_key=1"], "config.no_such_key: unknown config key"),
+    (
+        "unknown_key_of_a_config_file",  # parsed later than the default file's overrides
+        ["--config=experiments/configs/improved_mnist.py", "--config.no_such_key=1"],
+        "config.no_such_key: unknown config key",
+    ),
     ("mistyped_value", ["--config.batch_size=many"], "batch_size"),
     ("test_examples_above_test_size", ["--config.test_examples=10001"], "test_examples"),
 ]

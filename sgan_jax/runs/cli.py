@@ -68,10 +68,16 @@ def define_config_flag(default_path: str) -> None:
     try:
         config_flags.DEFINE_config_file("config", default_path, "Config file.", lock_config=True)
     except (AttributeError, KeyError) as error:
-        key = str(error).strip("\"'")
-        _fail(f"config.{key}: unknown config key", EXIT_BAD_INPUT)
+        _fail_unknown_key(error)
     except Exception as error:  # noqa: BLE001 - a config file that does not load
         _fail(f"config: {type(error).__name__}: {error}", EXIT_BAD_INPUT)
+
+
+def _fail_unknown_key(error: Exception):
+    """ml_collections' error for an unknown --config.KEY (an AttributeError or KeyError
+    whose message is the key, quoted), as one line."""
+    key = str(error).strip("\"'")
+    _fail(f"config.{key}: unknown config key", EXIT_BAD_INPUT)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -80,8 +86,10 @@ def parse_flags(argv: list[str]) -> list[str]:
         remaining = flags.FLAGS(argv)
     except flags.Error as error:
         _fail(str(error), EXIT_BAD_INPUT)
-    except (KeyError, AttributeError, TypeError, ValueError) as error:
-        # ml_collections raises these for an unknown or mistyped --config.KEY.
+    except (KeyError, AttributeError) as error:
+        # An unknown --config.KEY after --config=FILE: the file's overrides parse here.
+        _fail_unknown_key(error)
+    except (TypeError, ValueError) as error:  # a mistyped --config.KEY
         _fail(f"{type(error).__name__}: {error}", EXIT_BAD_INPUT)
     if "config" in flags.FLAGS:
         try:
