@@ -68,6 +68,13 @@ def threshold(params, images, quantile: float) -> float:
     return float(np.partition(log_probs, cut)[cut])
 
 
+def _linear(grads, params):
+    """0, whose gradient with respect to `params` is `grads`: a gradient taken elsewhere, added
+    to the objective's."""
+    products = jax.tree.map(lambda g, p: jnp.vdot(g, p - jax.lax.stop_gradient(p)), grads, params)
+    return sum(jax.tree.leaves(products))
+
+
 class BadGAN(improved_gan.ImprovedGAN):
     name = "bad_gan"
     config_defaults = dict(
@@ -118,15 +125,20 @@ class BadGAN(improved_gan.ImprovedGAN):
             jax.random.uniform(coin_key) < config.ld_probability
         )
         # Nine iterations in ten skip the density model: a branch taken when any seed's coin
-        # says so, masked per seed.
-        low_density = jax.lax.cond(
+        # says so, masked per seed. The branch takes its own gradient, and the cond is not
+        # differentiated: through it, JAX carried the density's masked weights (72 MB) out of
+        # the cond for the backward pass and zero-filled them in every skipped iteration.
+        value, grads = jax.lax.cond(
             context.any_seed(active),
-            functools.partial(self._low_density, config, nets, context.method_data, ld_z_key),
-            lambda params: jnp.zeros((), jnp.float32),
-            g_params,
+            jax.value_and_grad(
+                functools.partial(self._low_density, config, nets, context.method_data, ld_z_key)
+            ),
+            lambda params: (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params)),
+            jax.lax.stop_gradient(g_params),
         )
-        low_density = jnp.where(active, low_density, 0.0)
-        return loss + low_density, dict(metrics_, g_loss_low_density=low_density)
+        value = jnp.where(active, value, 0.0)
+        grads = jax.tree.map(lambda grad: jnp.where(active, grad, 0.0), grads)
+        return loss + value + _linear(grads, g_params), dict(metrics_, g_loss_low_density=value)
 
     @staticmethod
     def _low_density(config, nets, method_data, z_key, g_params):
