@@ -223,15 +223,15 @@ def test_the_generator_gets_the_density_gradient_the_term_defines(mnist, tmp_pat
 def test_a_skipped_term_carries_nothing_of_the_density_model(mnist, tmp_path):
     """The term's branch returns its value and a gradient shaped like the generator, nothing
     more. Differentiated through, the cond returned the density's masked weights and
-    activations for the backward pass, and zero-filled them (72 MB for our MADE) in every
-    iteration that skipped the term: Bad GAN trained at 8 it/s instead of 10."""
+    activations for the backward pass, and zero-filled them in every iteration that skipped
+    the term: Bad GAN trained at 7.4 it/s instead of 9.9 (docs/BENCHMARKS.md)."""
     config, nets, (g_params, d_params), extra, context = _generator_setup(mnist, tmp_path)
+    keys = (jax.random.key(3), jax.random.key(4))
 
     def grads(g):
         loss = bad_gan.METHOD.generator_loss
         return jax.grad(lambda p: loss(config, nets, p, d_params, extra, *keys, context)[0])(g)
 
-    keys = (jax.random.key(3), jax.random.key(4))
     jaxpr = jax.make_jaxpr(grads)(g_params)
     conds = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "cond"]
     generator_shapes = sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(g_params))

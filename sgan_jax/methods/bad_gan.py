@@ -126,8 +126,8 @@ class BadGAN(improved_gan.ImprovedGAN):
         )
         # Nine iterations in ten skip the density model: a branch taken when any seed's coin
         # says so, masked per seed. The branch takes its own gradient, and the cond is not
-        # differentiated: through it, JAX carried the density's masked weights (72 MB) out of
-        # the cond for the backward pass and zero-filled them in every skipped iteration.
+        # differentiated: through it, JAX carried the density's masked weights and activations
+        # out of the cond for the backward pass and zero-filled them in every skipped iteration.
         value, grads = jax.lax.cond(
             context.any_seed(active),
             jax.value_and_grad(
